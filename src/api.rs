@@ -1,0 +1,190 @@
+//! The only types the UI (or the headless front-end) and the engine share: commands in, events out.
+//!
+//! Everything here is plain data (serde), so the headless mode can print events as JSON lines and
+//! a UI can keep a view model built from them without touching protocol state.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Index of an account in the settings (stable for the life of the engine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AccountId(pub u32);
+
+/// An engine-wide call number, never reused while the engine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CallId(pub u64);
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What the UI asks the engine to do. Intents only: the engine owns every protocol state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Command {
+    /// Dial a `sip:`/`sips:`/`tel:` URI, a user name or a number; through `account`, or the first
+    /// account that matches, or directly when no account exists.
+    Call {
+        uri: String,
+        #[serde(default)]
+        account: Option<AccountId>,
+    },
+    /// Accept a ringing incoming call.
+    Answer { call: CallId },
+    /// Refuse a ringing incoming call (486 Busy Here, or 603 Decline with `decline`).
+    Reject {
+        call: CallId,
+        #[serde(default)]
+        decline: bool,
+    },
+    /// End a call in any state: CANCEL while calling, BYE once established, reject while ringing.
+    Hangup { call: CallId },
+    /// Put an established call on hold (re-INVITE with `a=sendonly`).
+    Hold { call: CallId },
+    /// Take a held call off hold (re-INVITE with `a=sendrecv`).
+    Resume { call: CallId },
+    /// (Re-)register an account now, e.g. after a failure the user wants to retry.
+    Register { account: AccountId },
+    /// Ask for a `Stats` event.
+    Stats,
+    /// Hang up every call, un-register every account, then stop.
+    Quit,
+}
+
+/// Registration state of one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrationState {
+    Registering,
+    Registered,
+    Failed,
+    Unregistered,
+}
+
+/// State of a call, as the UI shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallState {
+    /// Outgoing: INVITE sent, no ringing yet.
+    Calling,
+    /// Outgoing: the far end rings (180/183). Incoming: we ring (see `Event::Incoming`).
+    Ringing,
+    Established,
+    /// On hold, by us (`local`) and/or by the far end (`remote`): see `HoldState` in the event.
+    Held,
+    Ended,
+}
+
+/// Why a call ended: every call ends with one of these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// We hung up (BYE sent).
+    LocalHangup,
+    /// The far end hung up (BYE received).
+    RemoteHangup,
+    /// The caller cancelled before answer (for us: CANCEL sent or received).
+    Cancelled,
+    /// The callee was busy (486/600).
+    Busy,
+    /// The callee declined (603), or we rejected an incoming call.
+    Declined,
+    /// No answer or no response in time (408, timer B/H, ACK never came).
+    Timeout,
+    /// Any other failure: a final error response, a transport error, bad SDP.
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Incoming,
+    Outgoing,
+}
+
+/// Per-call figures for the `stats` event (signalling and negotiated media).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallStats {
+    pub call: CallId,
+    pub direction: Direction,
+    pub state: CallState,
+    pub peer: String,
+    /// Negotiated audio codec, e.g. `PCMU/8000`, once SDP is agreed.
+    pub codec: Option<String>,
+    /// Where the far end wants our RTP, from its SDP.
+    pub remote_media: Option<String>,
+    /// Our RTP port for this call.
+    pub local_rtp_port: Option<u16>,
+    /// Seconds since the call was established (0 before).
+    pub duration_s: f64,
+}
+
+/// What the engine tells the UI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    Registration {
+        account: AccountId,
+        /// The account's address of record, e.g. `sip:carol@127.0.0.1`.
+        aor: String,
+        state: RegistrationState,
+        /// The SIP status code of the last response, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<u16>,
+        /// A human-readable reason when the state is `failed`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A new incoming call is ringing.
+    Incoming {
+        call: CallId,
+        /// The caller as the From header shows it (display name and URI).
+        from: String,
+        /// The account that was called, if the request matched one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        account: Option<AccountId>,
+    },
+    /// A call changed state.
+    Call {
+        call: CallId,
+        state: CallState,
+        /// The far end's URI.
+        peer: String,
+        /// Set when `state` is `ended`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<EndReason>,
+        /// The SIP status code behind the change, where there is one (e.g. 486).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<u16>,
+        /// Hold flags while `held`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hold: Option<HoldState>,
+    },
+    Stats {
+        calls: Vec<CallStats>,
+    },
+    /// Something the user should see: a bad command, a broken setting, a transport failure.
+    Error {
+        message: String,
+    },
+    /// The engine has stopped (after `Quit`): nothing more will come.
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldState {
+    pub local: bool,
+    pub remote: bool,
+}

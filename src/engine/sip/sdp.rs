@@ -1,0 +1,1 @@
+//! SDP offer/answer (RFC 3264) for the audio stream.

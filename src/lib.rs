@@ -1,0 +1,6 @@
+//! Dialtone: a SIP softphone. The engine (SIP and media on tokio) and its front-ends share only
+//! the types in [`api`]. See README.md and the design notes in each module.
+
+pub mod api;
+pub mod engine;
+pub mod store;

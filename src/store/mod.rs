@@ -1,0 +1,3 @@
+//! Persistent data: settings (TOML). Contacts and history come with the desktop app.
+
+pub mod settings;

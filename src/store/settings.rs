@@ -1,0 +1,283 @@
+//! Settings: accounts and engine options, persisted as TOML in the user's config directory.
+//!
+//! A broken file is an error the user sees (with the file name and the line), never a silent reset:
+//! the caller decides what to show; nothing here overwrites a file it could not read.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// SIP transport of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    /// The token used in Via headers (`SIP/2.0/UDP`).
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// Connection-oriented transports have no retransmissions (RFC 3261 17.1.1.2).
+    pub fn is_reliable(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => 5061,
+            _ => 5060,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "udp" => Some(Transport::Udp),
+            "tcp" => Some(Transport::Tcp),
+            "tls" => Some(Transport::Tls),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        })
+    }
+}
+
+/// One SIP account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Account {
+    /// Shown to the people we call (From display name).
+    pub display_name: String,
+    /// Address of record, e.g. `sip:carol@example.com`.
+    pub uri: String,
+    /// Digest user name; empty means the user part of `uri`.
+    pub auth_user: String,
+    /// Digest password (issue 4 moves it to the OS keyring).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub password: String,
+    /// Where REGISTER goes (`host[:port]` or a SIP URI); empty means the domain of `uri`.
+    pub registrar: String,
+    /// Every request of this account goes here first (`host[:port]` or URI), if set.
+    pub outbound_proxy: String,
+    pub transport: Transport,
+    /// Register at start (and keep the registration fresh).
+    pub register: bool,
+    /// Requested registration lifetime in seconds.
+    pub expires: u32,
+    /// Verify the TLS server certificate (on by default; turn off only for a lab server).
+    pub tls_verify: bool,
+    /// Extra PEM CA file trusted for TLS besides the system roots (a private PBX's CA).
+    pub tls_ca: String,
+}
+
+impl Default for Account {
+    fn default() -> Self {
+        Account {
+            display_name: String::new(),
+            uri: String::new(),
+            auth_user: String::new(),
+            password: String::new(),
+            registrar: String::new(),
+            outbound_proxy: String::new(),
+            transport: Transport::Udp,
+            register: true,
+            expires: 600,
+            tls_verify: true,
+            tls_ca: String::new(),
+        }
+    }
+}
+
+/// Engine-wide options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub accounts: Vec<Account>,
+    /// Local SIP address for UDP and TCP (TLS uses the next port). Port 0 picks a free one.
+    pub listen: String,
+    /// RTP port range, `first-last`.
+    pub rtp_ports: String,
+    /// Answer every incoming call at once.
+    pub auto_answer: bool,
+    /// User-Agent header.
+    pub user_agent: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            accounts: Vec::new(),
+            listen: "0.0.0.0:5060".into(),
+            rtp_ports: "20000-20999".into(),
+            auto_answer: false,
+            user_agent: format!("Dialtone/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read settings file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("settings file {path} is broken: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("cannot write settings file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// The default settings file: `$XDG_CONFIG_HOME/dialtone/settings.toml`.
+    pub fn default_path() -> Option<PathBuf> {
+        directories::ProjectDirs::from("org", "dialtone", "dialtone")
+            .map(|d| d.config_dir().join("settings.toml"))
+    }
+
+    /// Reads `path`; a missing file gives the defaults, a broken one an error naming the file.
+    pub fn load(path: &Path) -> Result<Settings, SettingsError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
+            Err(source) => {
+                return Err(SettingsError::Read {
+                    path: path.into(),
+                    source,
+                });
+            }
+        };
+        let settings: Settings = toml::from_str(&text).map_err(|source| SettingsError::Parse {
+            path: path.into(),
+            source: Box::new(source),
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Writes atomically: a temporary file in the same directory, then a rename.
+    pub fn save(&self, path: &Path) -> Result<(), SettingsError> {
+        let write_err = |source| SettingsError::Write {
+            path: path.into(),
+            source,
+        };
+        let text = toml::to_string_pretty(self)
+            .map_err(|e| SettingsError::Invalid(format!("cannot serialise settings: {e}")))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(write_err)?;
+        }
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).map_err(write_err)?;
+        std::fs::rename(&tmp, path).map_err(write_err)
+    }
+
+    /// Checks what serde cannot: URIs, the port range, the listen address.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.rtp_port_range()?;
+        self.listen_addr()?;
+        for (i, a) in self.accounts.iter().enumerate() {
+            let uri = crate::engine::sip::uri::Uri::parse(&a.uri).map_err(|e| {
+                SettingsError::Invalid(format!("account {} uri {:?}: {e}", i + 1, a.uri))
+            })?;
+            if uri.user.is_none() {
+                return Err(SettingsError::Invalid(format!(
+                    "account {} uri {:?} has no user part",
+                    i + 1,
+                    a.uri
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn rtp_port_range(&self) -> Result<(u16, u16), SettingsError> {
+        let bad = || SettingsError::Invalid(format!("rtp_ports {:?}: want FIRST-LAST", self.rtp_ports));
+        let (a, b) = self.rtp_ports.split_once('-').ok_or_else(bad)?;
+        let a: u16 = a.trim().parse().map_err(|_| bad())?;
+        let b: u16 = b.trim().parse().map_err(|_| bad())?;
+        if a == 0 || b < a.saturating_add(1) {
+            return Err(bad());
+        }
+        Ok((a, b))
+    }
+
+    pub fn listen_addr(&self) -> Result<std::net::SocketAddr, SettingsError> {
+        self.listen
+            .parse()
+            .map_err(|_| SettingsError::Invalid(format!("listen {:?}: want IP:PORT", self.listen)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_gives_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings::load(&dir.path().join("nope.toml")).unwrap();
+        assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn round_trip_keeps_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        let mut s = Settings::default();
+        s.accounts.push(Account {
+            uri: "sip:carol@127.0.0.1".into(),
+            password: "carolpw".into(),
+            transport: Transport::Tcp,
+            ..Account::default()
+        });
+        s.save(&path).unwrap();
+        assert_eq!(Settings::load(&path).unwrap(), s);
+    }
+
+    #[test]
+    fn broken_file_is_an_error_and_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(&path, "accounts = [ { uri = ").unwrap();
+        let err = Settings::load(&path).unwrap_err();
+        assert!(err.to_string().contains("settings.toml"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "accounts = [ { uri = ");
+    }
+
+    #[test]
+    fn account_without_user_is_rejected() {
+        let s = Settings {
+            accounts: vec![Account {
+                uri: "sip:example.com".into(),
+                ..Account::default()
+            }],
+            ..Settings::default()
+        };
+        assert!(s.validate().is_err());
+    }
+}
