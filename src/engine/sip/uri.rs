@@ -180,7 +180,7 @@ impl Uri {
             None => (None, rest),
         };
         let (user, password) = match userinfo {
-            Some(u) if u.is_empty() => return Err(err("empty user")),
+            Some("") => return Err(err("empty user")),
             Some(u) => match u.split_once(':') {
                 Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
                 None => (Some(u.to_string()), None),
