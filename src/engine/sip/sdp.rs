@@ -1246,3 +1246,930 @@ fn rejected(m: &MediaDescription) -> MediaDescription {
         other_lines: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// baresip 1.0 INVITE (tests/data/sip-corpus.jsonl).
+    const BARESIP_OFFER: &str = "v=0\r\n\
+o=- 269509085 1080191743 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+c=IN IP4 127.0.0.1\r\n\
+t=0 0\r\n\
+a=tool:baresip 1.0.0\r\n\
+m=audio 20038 RTP/AVP 0 8 101\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-15\r\n\
+a=sendrecv\r\n\
+a=label:1\r\n\
+a=rtcp-rsize\r\n\
+a=ssrc:611872663 cname:sip:alice@127.0.0.1\r\n\
+a=minptime:20\r\n\
+a=ptime:20\r\n";
+
+    /// baresip 1.0 INVITE with every codec module loaded: opus on 96, stereo asked for.
+    const BARESIP_FULL_OFFER: &str = "v=0\r\n\
+o=- 3139002411 1495240857 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+c=IN IP4 127.0.0.1\r\n\
+t=0 0\r\n\
+a=tool:baresip 1.0.0\r\n\
+m=audio 20032 RTP/AVP 0 8 9 96 97 98 99 100 101\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:9 G722/8000\r\n\
+a=rtpmap:96 opus/48000/2\r\n\
+a=fmtp:96 stereo=1;sprop-stereo=1\r\n\
+a=rtpmap:97 G726-40/8000\r\n\
+a=rtpmap:98 G726-32/8000\r\n\
+a=rtpmap:99 G726-24/8000\r\n\
+a=rtpmap:100 G726-16/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-15\r\n\
+a=sendrecv\r\n\
+a=label:1\r\n\
+a=rtcp-rsize\r\n\
+a=ssrc:1567876659 cname:sip:alice@127.0.0.1\r\n\
+a=minptime:20\r\n\
+a=ptime:20\r\n";
+
+    /// SIPp 3.6 UAC INVITE as relayed by Kamailio 5.6 (sent from its port 5060).
+    const SIPP_OFFER_VIA_KAMAILIO: &str = "v=0\r\n\
+o=sipp 53655765 2353687637 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+c=IN IP4 127.0.0.1\r\n\
+t=0 0\r\n\
+m=audio 20500 RTP/AVP 8 0 101\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-15\r\n\
+a=ptime:20\r\n\
+a=sendrecv\r\n";
+
+    /// Twinkle 1.10 200 OK: no direction attribute.
+    const TWINKLE_ANSWER: &str = "v=0\r\n\
+o=twinkle 1257583512 679951982 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+c=IN IP4 127.0.0.1\r\n\
+t=0 0\r\n\
+m=audio 20200 RTP/AVP 8 101\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-15\r\n\
+a=ptime:20\r\n";
+
+    /// baresip 1.0 200 OK on an SRTP account (SDES).
+    const BARESIP_SAVP: &str = "v=0\r\n\
+o=- 3256491258 940882625 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+c=IN IP4 127.0.0.1\r\n\
+t=0 0\r\n\
+a=tool:baresip 1.0.0\r\n\
+m=audio 20034 RTP/SAVP 0 8 101\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-15\r\n\
+a=sendrecv\r\n\
+a=label:1\r\n\
+a=ssrc:2638243601 cname:sip:alice@127.0.0.1\r\n\
+a=minptime:20\r\n\
+a=ptime:20\r\n\
+a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:iVeRk43SX1Z8oPeumJcHH2ZNUxZNGcLJH7FH1Qpe\r\n";
+
+    /// SIP.js 0.21 (Chrome) INVITE: WebRTC, no session-level c=.
+    const SIPJS_OFFER: &str = "v=0\r\n\
+o=- 4373030702288303790 2 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+t=0 0\r\n\
+a=group:BUNDLE 0\r\n\
+a=extmap-allow-mixed\r\n\
+a=msid-semantic: WMS 392ba890-002d-42bd-8eab-6416b143752b\r\n\
+m=audio 52514 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126\r\n\
+c=IN IP4 127.0.0.1\r\n\
+a=rtcp:9 IN IP4 0.0.0.0\r\n\
+a=candidate:1632464247 1 udp 2122194687 127.0.0.1 52514 typ host generation 0 network-id 3 network-cost 50\r\n\
+a=ice-ufrag:bLYK\r\n\
+a=ice-pwd:Y0uSE+yHKlK+zNVXr8aQzqKw\r\n\
+a=ice-options:trickle\r\n\
+a=fingerprint:sha-256 24:E0:B7:16:45:6D:7D:99:21:46:DC:DF:FD:25:7A:90:18:54:BC:0D:14:0D:01:98:A5:9F:6D:E3:A5:FD:85:6D\r\n\
+a=setup:actpass\r\n\
+a=mid:0\r\n\
+a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
+a=sendrecv\r\n\
+a=msid:392ba890-002d-42bd-8eab-6416b143752b 3848900d-ca84-47ec-aeb9-b28be353ec7e\r\n\
+a=rtcp-mux\r\n\
+a=rtcp-rsize\r\n\
+a=rtcp-xr:rcvr-rtt=all\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+a=rtcp-fb:111 transport-cc\r\n\
+a=fmtp:111 minptime=10;useinbandfec=1\r\n\
+a=rtpmap:63 red/48000/2\r\n\
+a=fmtp:63 111/111\r\n\
+a=rtpmap:9 G722/8000\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:13 CN/8000\r\n\
+a=rtpmap:110 telephone-event/48000\r\n\
+a=rtpmap:126 telephone-event/8000\r\n\
+a=ssrc:1166443108 cname:gW00wogc6bUq3GBd\r\n";
+
+    fn parse(text: &str) -> SessionDescription {
+        SessionDescription::parse(text).expect("parses")
+    }
+
+    fn local() -> LocalMedia {
+        LocalMedia::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)), 40000)
+    }
+
+    fn answer(offer: &str, dir: MediaDirection) -> (SessionDescription, Negotiated) {
+        let mut sess = SdpSession::new(7);
+        let (text, neg) = create_answer(&parse(offer), &local(), &mut sess, dir).expect("answers");
+        assert!(text.ends_with("\r\n"));
+        assert!(!text.replace("\r\n", "").contains('\n'), "CRLF only");
+        (parse(&text), neg)
+    }
+
+    fn sock(s: &str) -> Option<SocketAddr> {
+        Some(s.parse().expect("socket address"))
+    }
+
+    // --- parsing -------------------------------------------------------------------------------
+
+    #[test]
+    fn baresip_offer_parses_every_field() {
+        let sd = parse(BARESIP_OFFER);
+        let o = sd.origin.as_ref().expect("origin");
+        assert_eq!(o.username, "-");
+        assert_eq!(o.session_id, "269509085");
+        assert_eq!(o.session_version, "1080191743");
+        assert_eq!(sd.session_name, "-");
+        assert_eq!(
+            sd.connection.as_ref().and_then(Connection::ip),
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        );
+        assert_eq!(sd.timing, ["0 0"]);
+        assert_eq!(sd.attribute_values("tool").next(), Some("baresip 1.0.0"));
+        let [m] = sd.media.as_slice() else {
+            panic!("one m-line")
+        };
+        assert_eq!(
+            (m.media.as_str(), m.port, m.proto.as_str()),
+            ("audio", 20038, "RTP/AVP")
+        );
+        assert_eq!(m.formats, ["0", "8", "101"]);
+        let codecs = m.codecs();
+        assert_eq!(codecs.len(), 3);
+        assert_eq!(codecs[0], CodecSpec::pcmu());
+        assert_eq!(codecs[1], CodecSpec::pcma());
+        assert_eq!(codecs[2].label(), "telephone-event/8000");
+        assert_eq!(codecs[2].fmtp.as_deref(), Some("0-15"));
+        assert_eq!(m.direction(), Some(MediaDirection::SendRecv));
+        assert_eq!(m.ptime(), Some(20));
+        assert_eq!(
+            m.attribute("ssrc"),
+            Some("611872663 cname:sip:alice@127.0.0.1")
+        );
+        assert!(m.has_attribute("rtcp-rsize"));
+        assert!(!m.rtcp_mux());
+    }
+
+    #[test]
+    fn baresip_offer_written_back_is_byte_identical() {
+        assert_eq!(parse(BARESIP_OFFER).to_string(), BARESIP_OFFER);
+        assert_eq!(parse(SIPJS_OFFER).to_string(), SIPJS_OFFER);
+    }
+
+    #[test]
+    fn unknown_lines_and_bandwidth_survive_a_round_trip() {
+        let text = "v=0\r\no=x 1 1 IN IP4 10.0.0.1\r\ns=call\r\ni=info\r\nu=http://x\r\n\
+e=a@b\r\nc=IN IP4 10.0.0.1\r\nb=AS:128\r\nb=TIAS:64000\r\nt=0 0\r\nr=604800 3600 0\r\n\
+k=prompt\r\na=recvonly\r\ny=unknown\r\nm=audio 4000/2 RTP/AVP 0\r\ni=voice\r\n\
+c=IN IP4 10.0.0.2\r\nc=IN IP4 10.0.0.3\r\nb=AS:64\r\nk=clear:x\r\na=x-custom:1 2\r\n\
+q=odd\r\n";
+        let sd = parse(text);
+        assert_eq!(
+            sd.bandwidths[0],
+            Bandwidth {
+                kind: "AS".into(),
+                value: 128
+            }
+        );
+        assert_eq!(sd.bandwidths[1].value, 64000);
+        assert_eq!(sd.media[0].port_count, Some(2));
+        assert_eq!(sd.media[0].bandwidths[0].value, 64);
+        assert_eq!(sd.media[0].attribute("x-custom"), Some("1 2"));
+        assert!(sd.media[0].other_lines.contains(&('q', "odd".into())));
+        assert_eq!(sd.to_string(), text);
+    }
+
+    #[test]
+    fn lf_only_trailing_whitespace_and_missing_s_are_tolerated() {
+        let text = "v=0 \n\no=- 1 2 IN IP4 10.0.0.1\t\nc=IN IP4 10.0.0.1  \nt=0 0\n\
+m=audio 4000 RTP/AVP 0 \na=sendonly   \n";
+        let sd = parse(text);
+        assert_eq!(sd.session_name, "-");
+        assert_eq!(sd.media[0].formats, ["0"]);
+        assert_eq!(sd.media[0].direction(), Some(MediaDirection::SendOnly));
+        // No s= nor t= at all either.
+        let sd = parse("v=0\nm=audio 4000 RTP/AVP 8\n");
+        assert_eq!(
+            (sd.session_name.as_str(), sd.timing.as_slice()),
+            ("-", &["0 0".to_string()][..])
+        );
+        assert!(sd.origin.is_none());
+        assert!(sd.to_string().starts_with("v=0\r\ns=-\r\nt=0 0\r\nm=audio"));
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors_not_panics() {
+        for (text, want) in [
+            ("", SdpError::Empty),
+            ("\r\n \r\n", SdpError::Empty),
+            ("hello", SdpError::NoVersion),
+            ("o=- 1 1 IN IP4 1.2.3.4\r\nv=0\r\n", SdpError::NoVersion),
+        ] {
+            assert_eq!(SessionDescription::parse(text), Err(want), "{text:?}");
+        }
+        // Each bad at the line number given.
+        for (text, line) in [
+            ("v=1\r\n", 1),
+            ("v=0\r\nno equals sign\r\n", 2),
+            ("v=0\r\nab=c\r\n", 2),
+            ("v=0\r\n=x\r\n", 2),
+            ("v=0\r\nv=0\r\n", 2),
+            ("v=0\r\no=- 1 IN IP4 1.2.3.4\r\n", 2),
+            ("v=0\r\nc=IN IP4\r\n", 2),
+            ("v=0\r\nb=AS\r\n", 2),
+            ("v=0\r\nb=AS:lots\r\n", 2),
+            ("v=0\r\na=\r\n", 2),
+            ("v=0\r\nm=audio\r\n", 2),
+            ("v=0\r\nm=audio 4000\r\n", 2),
+            ("v=0\r\nm=audio abc RTP/AVP 0\r\n", 2),
+            ("v=0\r\nm=audio 70000 RTP/AVP 0\r\n", 2),
+            ("v=0\r\nm=audio 4000/x RTP/AVP 0\r\n", 2),
+            ("v=0\r\n\r\nm=audio 4000 RTP/AVP 0\r\ns=late\r\n", 4),
+            ("v=0\r\nm=audio 4000 RTP/AVP 0\r\nc=IN IP4 1.2.3.4 x\r\n", 3),
+        ] {
+            match SessionDescription::parse(text) {
+                Err(SdpError::BadLine { line: got, .. }) => assert_eq!(got, line, "{text:?}"),
+                other => panic!("{text:?} gave {other:?}"),
+            }
+        }
+        assert_eq!(
+            SessionDescription::parse_bytes(b"v=0\r\ns=\xff\r\n"),
+            Err(SdpError::NotUtf8)
+        );
+    }
+
+    #[test]
+    fn malformed_attributes_are_ignored_not_fatal() {
+        let sd = parse(
+            "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 4000 RTP/AVP 0 96 97 abc 200\r\n\
+a=rtpmap:96\r\na=rtpmap:97 opus/notanumber\r\na=rtpmap:x PCMA/8000\r\na=ptime:lots\r\n\
+a=rtcp:99999\r\na=fmtp:\r\n",
+        );
+        let m = &sd.media[0];
+        assert_eq!(m.codecs(), [CodecSpec::pcmu()]);
+        assert_eq!(m.ptime(), None);
+        assert_eq!(m.rtcp(), None);
+        let (_, neg) = create_answer(
+            &sd,
+            &local(),
+            &mut SdpSession::new(1),
+            MediaDirection::SendRecv,
+        )
+        .expect("PCMU still usable");
+        assert_eq!(neg.remote_rtcp, sock("10.0.0.1:4001"));
+    }
+
+    #[test]
+    fn every_sdp_body_in_the_real_corpus_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sip-corpus.jsonl");
+        let corpus = std::fs::read_to_string(path).expect("corpus file");
+        let mut bodies = 0;
+        let mut answered = 0;
+        for line in corpus.lines().filter(|l| !l.trim().is_empty()) {
+            let json: serde_json::Value = serde_json::from_str(line).expect("json line");
+            let bytes = unhex(json["hex"].as_str().expect("hex field"));
+            let Some(start) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let body = &bytes[start + 4..];
+            if !body.starts_with(b"v=") {
+                continue;
+            }
+            bodies += 1;
+            let sd = SessionDescription::parse_bytes(body)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)));
+            assert!(!sd.media.is_empty());
+            assert_eq!(parse(&sd.to_string()), sd, "round trip");
+            let webrtc = sd.media.iter().all(|m| m.proto.contains("TLS"));
+            let result = create_answer(
+                &sd,
+                &local(),
+                &mut SdpSession::new(1),
+                MediaDirection::SendRecv,
+            );
+            if webrtc {
+                assert_eq!(result.err(), Some(SdpError::NoCommonCodec));
+            } else {
+                let (_, neg) = result.expect("every plain RTP body has G.711");
+                assert!(neg.remote_rtp.is_some());
+                answered += 1;
+            }
+        }
+        assert!(bodies >= 280, "only {bodies} SDP bodies found");
+        assert!(answered >= 200, "only {answered} answered");
+    }
+
+    #[test]
+    fn truncated_and_mangled_real_bodies_never_panic() {
+        let local = local();
+        for body in [
+            BARESIP_FULL_OFFER,
+            SIPJS_OFFER,
+            BARESIP_SAVP,
+            TWINKLE_ANSWER,
+        ] {
+            let mut variants: Vec<String> = (0..=body.len())
+                .filter(|&n| body.is_char_boundary(n))
+                .map(|n| body[..n].to_string())
+                .collect();
+            let lines: Vec<&str> = body.split("\r\n").collect();
+            for skip in 0..lines.len() {
+                let mut v = lines.clone();
+                v.remove(skip);
+                variants.push(v.join("\r\n"));
+            }
+            for (i, c) in body.char_indices() {
+                for replacement in [' ', '=', ':', '/', '0', '\n', 'x'] {
+                    if c != replacement {
+                        let mut v = body.to_string();
+                        v.replace_range(i..i + c.len_utf8(), &replacement.to_string());
+                        variants.push(v);
+                    }
+                }
+            }
+            for text in &variants {
+                if let Ok(sd) = SessionDescription::parse(text) {
+                    let _ = sd.to_string();
+                    let _ = create_answer(
+                        &sd,
+                        &local,
+                        &mut SdpSession::new(1),
+                        MediaDirection::SendRecv,
+                    );
+                    let _ = create_answer(
+                        &sd,
+                        &local,
+                        &mut SdpSession::new(1),
+                        MediaDirection::SendOnly,
+                    );
+                    let _ = negotiate_answer(&local, &sd);
+                }
+            }
+        }
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        s.as_bytes()
+            .chunks(2)
+            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+            .collect()
+    }
+
+    // --- codecs and directions -----------------------------------------------------------------
+
+    #[test]
+    fn codec_constructors_and_labels() {
+        assert_eq!(CodecSpec::pcmu().label(), "PCMU/8000");
+        assert_eq!(CodecSpec::pcma().pt, 8);
+        let opus = CodecSpec::opus();
+        assert_eq!((opus.pt, opus.label().as_str()), (111, "opus/48000/2"));
+        assert_eq!(opus.fmtp.as_deref(), Some("useinbandfec=1"));
+        let te = CodecSpec::telephone_event(101, 8000);
+        assert_eq!(
+            (te.label().as_str(), te.fmtp.as_deref()),
+            ("telephone-event/8000", Some("0-16"))
+        );
+        assert!(te.is_telephone_event());
+        let local = LocalMedia::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4000);
+        let labels: Vec<(u8, String)> = local.codecs.iter().map(|c| (c.pt, c.label())).collect();
+        assert_eq!(
+            labels,
+            [
+                (111, "opus/48000/2".to_string()),
+                (0, "PCMU/8000".into()),
+                (8, "PCMA/8000".into()),
+                (110, "telephone-event/48000".into()),
+                (101, "telephone-event/8000".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn direction_answers_and_flags() {
+        use MediaDirection::*;
+        assert_eq!(SendOnly.answer_to(), RecvOnly);
+        assert_eq!(RecvOnly.answer_to(), SendOnly);
+        assert_eq!(SendRecv.answer_to(), SendRecv);
+        assert_eq!(Inactive.answer_to(), Inactive);
+        assert!(SendRecv.sends() && SendRecv.receives());
+        assert!(SendOnly.sends() && !SendOnly.receives());
+        assert!(!Inactive.sends() && !Inactive.receives());
+        assert_eq!(SendRecv.intersect(RecvOnly), RecvOnly);
+        assert_eq!(SendOnly.intersect(RecvOnly), Inactive);
+        for d in [SendRecv, SendOnly, RecvOnly, Inactive] {
+            assert_eq!(MediaDirection::from_attribute(d.attribute()), Some(d));
+            assert_eq!(d.to_string(), d.attribute());
+        }
+        assert_eq!(MediaDirection::from_attribute("SENDONLY"), Some(SendOnly));
+        assert_eq!(MediaDirection::from_attribute("ptime"), None);
+    }
+
+    // --- our offers ----------------------------------------------------------------------------
+
+    #[test]
+    fn offer_lists_default_codecs_and_bumps_version() {
+        let local = local();
+        let mut sess = SdpSession::new(4242);
+        let text = create_offer(&local, &mut sess, MediaDirection::SendRecv);
+        assert_eq!(
+            text,
+            "v=0\r\no=- 4242 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+m=audio 40000 RTP/AVP 111 0 8 110 101\r\n\
+a=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\n\
+a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:110 telephone-event/48000\r\na=fmtp:110 0-16\r\n\
+a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n"
+        );
+        let hold = parse(&create_offer(&local, &mut sess, MediaDirection::SendOnly));
+        assert_eq!(
+            sess,
+            SdpSession {
+                id: 4242,
+                version: 2
+            }
+        );
+        let o = hold.origin.as_ref().expect("origin");
+        assert_eq!(
+            (o.session_id.as_str(), o.session_version.as_str()),
+            ("4242", "2")
+        );
+        assert_eq!(hold.media[0].direction(), Some(MediaDirection::SendOnly));
+    }
+
+    #[test]
+    fn ipv6_offer_uses_ip6_lines() {
+        let local = LocalMedia::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 5000);
+        let sd = parse(&create_offer(
+            &local,
+            &mut SdpSession::new(1),
+            MediaDirection::SendRecv,
+        ));
+        let c = sd.connection.as_ref().expect("c=");
+        assert_eq!((c.addr_type.as_str(), c.address.as_str()), ("IP6", "::1"));
+        assert_eq!(
+            sd.origin.as_ref().map(|o| o.addr_type.as_str()),
+            Some("IP6")
+        );
+    }
+
+    #[test]
+    fn offer_with_local_crypto_is_savp() {
+        let mut local = local();
+        local.crypto = vec![
+            "1 AES_CM_128_HMAC_SHA1_80 inline:AAAABBBBCCCCDDDDEEEEFFFFGGGGHHHHIIIIJJJJ".into(),
+        ];
+        let sd = parse(&create_offer(
+            &local,
+            &mut SdpSession::new(1),
+            MediaDirection::SendRecv,
+        ));
+        assert_eq!(sd.media[0].proto, "RTP/SAVP");
+        assert_eq!(sd.media[0].crypto(), local.crypto);
+    }
+
+    #[test]
+    fn our_offer_answered_by_our_answer_agrees_both_ways() {
+        let alice = local();
+        let bob = LocalMedia::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 20)), 50000);
+        let offer = parse(&create_offer(
+            &alice,
+            &mut SdpSession::new(1),
+            MediaDirection::SendRecv,
+        ));
+        let (answer, at_bob) = create_answer(
+            &offer,
+            &bob,
+            &mut SdpSession::new(2),
+            MediaDirection::SendRecv,
+        )
+        .expect("answer");
+        let at_alice = negotiate_answer(&alice, &parse(&answer)).expect("negotiated");
+        assert_eq!(at_bob.codec.label(), "opus/48000/2");
+        assert_eq!(at_alice.codec.label(), "opus/48000/2");
+        assert_eq!(
+            at_alice.dtmf.as_ref().map(|d| (d.pt, d.clock)),
+            Some((110, 48000))
+        );
+        assert_eq!(at_bob.remote_rtp, sock("192.0.2.10:40000"));
+        assert_eq!(at_alice.remote_rtp, sock("192.0.2.20:50000"));
+        assert_eq!(at_alice.remote_rtcp, sock("192.0.2.20:50001"));
+        assert_eq!(at_alice.local_direction, MediaDirection::SendRecv);
+    }
+
+    // --- answering real offers -----------------------------------------------------------------
+
+    #[test]
+    fn answer_to_baresip_offer_picks_pcmu() {
+        let (sd, neg) = answer(BARESIP_OFFER, MediaDirection::SendRecv);
+        assert_eq!(neg.codec, CodecSpec::pcmu());
+        assert_eq!(
+            neg.dtmf,
+            Some(CodecSpec {
+                fmtp: Some("0-15".into()),
+                ..CodecSpec::telephone_event(101, 8000)
+            })
+        );
+        assert_eq!(neg.remote_rtp, sock("127.0.0.1:20038"));
+        assert_eq!(neg.remote_rtcp, sock("127.0.0.1:20039"));
+        assert_eq!(neg.ptime, Some(20));
+        assert_eq!(
+            (neg.local_direction, neg.remote_direction),
+            (MediaDirection::SendRecv, MediaDirection::SendRecv)
+        );
+        assert!(!neg.srtp && neg.srtp_crypto.is_empty() && !neg.rtcp_mux);
+        assert_eq!(
+            sd.to_string(),
+            "v=0\r\no=- 7 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+m=audio 40000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n"
+        );
+    }
+
+    #[test]
+    fn answer_to_sipp_offer_relayed_by_kamailio_follows_offer_order_to_pcma() {
+        let (sd, neg) = answer(SIPP_OFFER_VIA_KAMAILIO, MediaDirection::SendRecv);
+        assert_eq!(neg.codec, CodecSpec::pcma());
+        assert_eq!(neg.dtmf.as_ref().map(|d| d.pt), Some(101));
+        assert_eq!(sd.media[0].formats, ["8", "101"]);
+        assert_eq!(neg.remote_rtp, sock("127.0.0.1:20500"));
+    }
+
+    #[test]
+    fn answer_to_baresip_full_offer_prefers_offer_order_over_ours() {
+        // We prefer opus, but the offerer lists PCMU first: RFC 3264 lets the offer's order win.
+        let (sd, neg) = answer(BARESIP_FULL_OFFER, MediaDirection::SendRecv);
+        assert_eq!(neg.codec, CodecSpec::pcmu());
+        assert_eq!(sd.media[0].formats, ["0", "101"]);
+    }
+
+    #[test]
+    fn dynamic_payload_numbers_are_matched_by_name_never_by_number() {
+        // Opus on 96, and 111 (our opus number) meaning something else entirely.
+        let offer = "v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 6000 RTP/AVP 111 96 0 101\r\n\
+a=rtpmap:111 iLBC/8000\r\na=rtpmap:96 OPUS/48000/2\r\na=fmtp:96 stereo=1;sprop-stereo=1\r\n\
+a=rtpmap:101 telephone-event/8000\r\n";
+        let (sd, neg) = answer(offer, MediaDirection::SendRecv);
+        assert_eq!(
+            neg.codec,
+            CodecSpec {
+                pt: 96,
+                fmtp: Some("stereo=1;sprop-stereo=1".into()),
+                ..CodecSpec::opus()
+            }
+        );
+        // telephone-event only at 8000 Hz: none to go with 48 kHz opus.
+        assert_eq!(neg.dtmf, None);
+        let m = &sd.media[0];
+        assert_eq!(m.formats, ["96"]);
+        assert_eq!(m.attribute("rtpmap"), Some("96 opus/48000/2"));
+        assert_eq!(m.fmtp(96), Some("useinbandfec=1"));
+    }
+
+    #[test]
+    fn static_payloads_without_rtpmap_are_understood() {
+        let (sd, neg) = answer(
+            "v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 6000 RTP/AVP 18 8 0\r\n",
+            MediaDirection::SendRecv,
+        );
+        assert_eq!(neg.codec, CodecSpec::pcma());
+        assert_eq!(sd.media[0].formats, ["8"]);
+    }
+
+    #[test]
+    fn opus_offer_with_48k_telephone_event_is_answered_with_both() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n\
+m=audio 6000 RTP/AVP 109 0 104 101\r\na=rtpmap:109 opus/48000/2\r\na=rtpmap:104 telephone-event/48000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n";
+        let (sd, neg) = answer(offer, MediaDirection::SendRecv);
+        assert_eq!((neg.codec.pt, neg.codec.name.as_str()), (109, "opus"));
+        assert_eq!(
+            neg.dtmf.as_ref().map(|d| (d.pt, d.clock)),
+            Some((104, 48000))
+        );
+        assert_eq!(sd.media[0].formats, ["109", "104"]);
+        assert_eq!(sd.media[0].fmtp(104), Some("0-16"));
+    }
+
+    #[test]
+    fn offer_with_no_common_codec_is_refused() {
+        let offer = "v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 6000 RTP/AVP 18 9 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let err = create_answer(
+            &parse(offer),
+            &local(),
+            &mut SdpSession::new(1),
+            MediaDirection::SendRecv,
+        );
+        assert_eq!(err.err(), Some(SdpError::NoCommonCodec));
+        let no_media = parse("v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nt=0 0\r\n");
+        let err = create_answer(
+            &no_media,
+            &local(),
+            &mut SdpSession::new(1),
+            MediaDirection::SendRecv,
+        );
+        assert_eq!(err.err(), Some(SdpError::NoCommonCodec));
+    }
+
+    #[test]
+    fn sipjs_webrtc_offer_is_refused_with_no_common_codec() {
+        let err = create_answer(
+            &parse(SIPJS_OFFER),
+            &local(),
+            &mut SdpSession::new(1),
+            MediaDirection::SendRecv,
+        );
+        assert_eq!(err.err(), Some(SdpError::NoCommonCodec));
+    }
+
+    #[test]
+    fn video_and_second_audio_are_rejected_with_port_zero_in_offer_order() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n\
+m=video 7000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+m=audio 0 RTP/AVP 0\r\n\
+m=audio 6000 UDP/TLS/RTP/SAVPF 0\r\n\
+m=audio 6002 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n\
+m=audio 6004 RTP/AVP 0\r\n\
+m=application 5000 UDP/DTLS/SCTP webrtc-datachannel\r\n";
+        let (sd, neg) = answer(offer, MediaDirection::SendRecv);
+        let lines: Vec<String> = sd
+            .media
+            .iter()
+            .map(|m| format!("{} {} {} {}", m.media, m.port, m.proto, m.formats.join(" ")))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "video 0 RTP/AVP 96",
+                "audio 0 RTP/AVP 0",
+                "audio 0 UDP/TLS/RTP/SAVPF 0",
+                "audio 40000 RTP/AVP 8",
+                "audio 0 RTP/AVP 0",
+                "application 0 UDP/DTLS/SCTP webrtc-datachannel",
+            ]
+        );
+        assert_eq!(neg.codec, CodecSpec::pcma());
+        assert_eq!(neg.remote_rtp, sock("10.0.0.5:6002"));
+    }
+
+    #[test]
+    fn savp_offer_keeps_proto_and_passes_crypto_out() {
+        let (sd, neg) = answer(BARESIP_SAVP, MediaDirection::SendRecv);
+        assert_eq!(sd.media[0].proto, "RTP/SAVP");
+        assert!(
+            sd.media[0].crypto().is_empty(),
+            "no key of ours invented here"
+        );
+        assert!(neg.srtp);
+        assert_eq!(
+            neg.srtp_crypto,
+            ["1 AES_CM_128_HMAC_SHA1_80 inline:iVeRk43SX1Z8oPeumJcHH2ZNUxZNGcLJH7FH1Qpe"]
+        );
+    }
+
+    #[test]
+    fn savp_offer_answered_with_our_key_under_the_offer_tag() {
+        let offer = "v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 6000 RTP/SAVP 0\r\n\
+a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:LONGKEY\r\n\
+a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:THEIRKEY\r\n";
+        let mut local = local();
+        local.crypto = vec!["1 AES_CM_128_HMAC_SHA1_80 inline:OURKEY".into()];
+        let (text, neg) = create_answer(
+            &parse(offer),
+            &local,
+            &mut SdpSession::new(1),
+            MediaDirection::SendRecv,
+        )
+        .expect("answer");
+        let sd = parse(&text);
+        assert_eq!(
+            sd.media[0].crypto(),
+            ["2 AES_CM_128_HMAC_SHA1_80 inline:OURKEY"]
+        );
+        assert_eq!(
+            neg.srtp_crypto,
+            ["2 AES_CM_128_HMAC_SHA1_80 inline:THEIRKEY"]
+        );
+        // No suite in common: the SRTP stream cannot be accepted.
+        local.crypto = vec!["1 AEAD_AES_128_GCM inline:OURKEY".into()];
+        let err = create_answer(
+            &parse(offer),
+            &local,
+            &mut SdpSession::new(1),
+            MediaDirection::SendRecv,
+        );
+        assert_eq!(err.err(), Some(SdpError::NoCommonCodec));
+    }
+
+    // --- directions and hold -------------------------------------------------------------------
+
+    #[test]
+    fn hold_offer_sendonly_is_answered_recvonly() {
+        let offer = SIPP_OFFER_VIA_KAMAILIO.replace("a=sendrecv", "a=sendonly");
+        let (sd, neg) = answer(&offer, MediaDirection::SendRecv);
+        assert_eq!(sd.media[0].direction(), Some(MediaDirection::RecvOnly));
+        assert_eq!(neg.local_direction, MediaDirection::RecvOnly);
+        assert_eq!(neg.remote_direction, MediaDirection::SendOnly);
+        assert_eq!(neg.remote_rtp, sock("127.0.0.1:20500"), "RTCP still flows");
+    }
+
+    #[test]
+    fn hold_offer_with_zero_address_is_answered_recvonly_without_remote_address() {
+        let offer = BARESIP_OFFER.replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0");
+        let (sd, neg) = answer(&offer, MediaDirection::SendRecv);
+        assert_eq!(sd.media[0].direction(), Some(MediaDirection::RecvOnly));
+        assert_eq!(neg.remote_direction, MediaDirection::SendOnly);
+        assert_eq!((neg.remote_rtp, neg.remote_rtcp), (None, None));
+    }
+
+    #[test]
+    fn inactive_offer_is_answered_inactive() {
+        let offer = SIPP_OFFER_VIA_KAMAILIO.replace("a=sendrecv", "a=inactive");
+        let (sd, neg) = answer(&offer, MediaDirection::SendRecv);
+        assert_eq!(sd.media[0].direction(), Some(MediaDirection::Inactive));
+        assert_eq!(neg.local_direction, MediaDirection::Inactive);
+    }
+
+    #[test]
+    fn recvonly_offer_is_answered_sendonly() {
+        let offer = SIPP_OFFER_VIA_KAMAILIO.replace("a=sendrecv", "a=recvonly");
+        let (sd, neg) = answer(&offer, MediaDirection::SendRecv);
+        assert_eq!(sd.media[0].direction(), Some(MediaDirection::SendOnly));
+        assert_eq!(neg.local_direction, MediaDirection::SendOnly);
+    }
+
+    #[test]
+    fn we_hold_while_answering_sendrecv_offer_answers_sendonly() {
+        let (sd, neg) = answer(BARESIP_OFFER, MediaDirection::SendOnly);
+        assert_eq!(sd.media[0].direction(), Some(MediaDirection::SendOnly));
+        assert_eq!(neg.local_direction, MediaDirection::SendOnly);
+        // Both holding: nothing flows.
+        let offer = BARESIP_OFFER.replace("a=sendrecv", "a=sendonly");
+        let (sd, _) = answer(&offer, MediaDirection::SendOnly);
+        assert_eq!(sd.media[0].direction(), Some(MediaDirection::Inactive));
+    }
+
+    #[test]
+    fn media_level_direction_and_connection_win_over_session_level() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\na=inactive\r\n\
+m=audio 6000 RTP/AVP 0\r\nc=IN IP4 10.0.0.6\r\na=sendrecv\r\n";
+        let (_, neg) = answer(offer, MediaDirection::SendRecv);
+        assert_eq!(neg.local_direction, MediaDirection::SendRecv);
+        assert_eq!(neg.remote_rtp, sock("10.0.0.6:6000"));
+        // Session-level values apply when the media section says nothing.
+        let offer =
+            "v=0\r\nc=IN IP4 10.0.0.5\r\na=sendonly\r\na=ptime:30\r\nm=audio 6000 RTP/AVP 0\r\n";
+        let (_, neg) = answer(offer, MediaDirection::SendRecv);
+        assert_eq!(neg.local_direction, MediaDirection::RecvOnly);
+        assert_eq!(neg.ptime, Some(30));
+        assert_eq!(neg.remote_rtp, sock("10.0.0.5:6000"));
+    }
+
+    // --- addresses -----------------------------------------------------------------------------
+
+    #[test]
+    fn ipv6_offer_gives_ipv6_remote_addresses() {
+        let offer = "v=0\r\no=- 1 1 IN IP6 2001:db8::1\r\ns=-\r\nc=IN IP6 2001:db8::1\r\nt=0 0\r\n\
+m=audio 6000 RTP/AVP 0\r\n";
+        let (_, neg) = answer(offer, MediaDirection::SendRecv);
+        assert_eq!(neg.remote_rtp, sock("[2001:db8::1]:6000"));
+        assert_eq!(neg.remote_rtcp, sock("[2001:db8::1]:6001"));
+    }
+
+    #[test]
+    fn rtcp_attribute_sets_remote_rtcp() {
+        let offer = "v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 6000 RTP/AVP 0\r\na=rtcp:7000\r\n";
+        assert_eq!(
+            answer(offer, MediaDirection::SendRecv).1.remote_rtcp,
+            sock("10.0.0.5:7000")
+        );
+        let offer =
+            "v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 6000 RTP/AVP 0\r\na=rtcp:7000 IN IP4 10.0.0.9\r\n";
+        assert_eq!(
+            answer(offer, MediaDirection::SendRecv).1.remote_rtcp,
+            sock("10.0.0.9:7000")
+        );
+        let offer = "v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 65535 RTP/AVP 0\r\n";
+        assert_eq!(answer(offer, MediaDirection::SendRecv).1.remote_rtcp, None);
+    }
+
+    #[test]
+    fn rtcp_mux_offer_is_accepted_and_rtcp_goes_to_the_rtp_port() {
+        let offer = "v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 6000 RTP/AVP 0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n\
+a=rtcp-mux\r\na=mid:audio\r\n";
+        let (sd, neg) = answer(offer, MediaDirection::SendRecv);
+        assert!(neg.rtcp_mux);
+        assert_eq!(neg.remote_rtcp, sock("10.0.0.5:6000"));
+        assert!(sd.media[0].rtcp_mux());
+        assert_eq!(sd.media[0].attribute("mid"), Some("audio"));
+    }
+
+    #[test]
+    fn host_name_connection_gives_no_remote_address() {
+        let offer = "v=0\r\nc=IN IP4 pbx.example.com\r\nm=audio 6000 RTP/AVP 0\r\n";
+        let (_, neg) = answer(offer, MediaDirection::SendRecv);
+        assert_eq!(neg.remote_rtp, None);
+        let c = Connection {
+            net_type: "IN".into(),
+            addr_type: "IP4".into(),
+            address: "224.2.1.1/127/3".into(),
+        };
+        assert_eq!(c.ip(), Some(IpAddr::V4(Ipv4Addr::new(224, 2, 1, 1))));
+    }
+
+    // --- reading answers to our offer ----------------------------------------------------------
+
+    #[test]
+    fn twinkle_answer_gives_pcma_sendrecv() {
+        let neg = negotiate_answer(&local(), &parse(TWINKLE_ANSWER)).expect("negotiated");
+        assert_eq!(neg.codec, CodecSpec::pcma());
+        assert_eq!(
+            neg.dtmf.as_ref().map(|d| (d.pt, d.clock)),
+            Some((101, 8000))
+        );
+        assert_eq!(neg.remote_rtp, sock("127.0.0.1:20200"));
+        assert_eq!(neg.remote_rtcp, sock("127.0.0.1:20201"));
+        assert_eq!(neg.local_direction, MediaDirection::SendRecv);
+        assert_eq!(neg.ptime, Some(20));
+    }
+
+    #[test]
+    fn answer_payload_numbers_are_the_ones_we_send_with() {
+        let answer = "v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 6000 RTP/AVP 98 97\r\n\
+a=rtpmap:98 opus/48000/2\r\na=fmtp:98 maxplaybackrate=16000\r\na=rtpmap:97 telephone-event/48000\r\n";
+        let neg = negotiate_answer(&local(), &parse(answer)).expect("negotiated");
+        assert_eq!(
+            (neg.codec.pt, neg.codec.fmtp.as_deref()),
+            (98, Some("maxplaybackrate=16000"))
+        );
+        assert_eq!(neg.dtmf.map(|d| d.pt), Some(97));
+    }
+
+    #[test]
+    fn recvonly_answer_means_we_only_send() {
+        let answer = TWINKLE_ANSWER.replace("a=ptime:20", "a=recvonly");
+        let neg = negotiate_answer(&local(), &parse(&answer)).expect("negotiated");
+        assert_eq!(neg.local_direction, MediaDirection::SendOnly);
+        assert_eq!(neg.remote_direction, MediaDirection::RecvOnly);
+        assert_eq!(
+            neg.local_direction.intersect(MediaDirection::SendOnly),
+            MediaDirection::SendOnly
+        );
+    }
+
+    #[test]
+    fn rejected_or_foreign_answers_give_no_common_codec() {
+        let port_zero = TWINKLE_ANSWER.replace("m=audio 20200", "m=audio 0");
+        assert_eq!(
+            negotiate_answer(&local(), &parse(&port_zero)),
+            Err(SdpError::NoCommonCodec)
+        );
+        let g729 = "v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 6000 RTP/AVP 18\r\n";
+        assert_eq!(
+            negotiate_answer(&local(), &parse(g729)),
+            Err(SdpError::NoCommonCodec)
+        );
+        let mut only_opus = local();
+        only_opus.codecs = vec![CodecSpec::opus()];
+        assert_eq!(
+            negotiate_answer(&only_opus, &parse(TWINKLE_ANSWER)),
+            Err(SdpError::NoCommonCodec)
+        );
+    }
+
+    #[test]
+    fn savp_answer_passes_its_crypto_out() {
+        let neg = negotiate_answer(&local(), &parse(BARESIP_SAVP)).expect("negotiated");
+        assert!(neg.srtp);
+        assert_eq!(neg.srtp_crypto.len(), 1);
+        assert_eq!(neg.codec, CodecSpec::pcmu());
+    }
+}
