@@ -1,1 +1,135 @@
-fn main() {}
+//! The `dialtone` command: the desktop app by default, `--headless` for the engine alone.
+
+use clap::Parser;
+use dialtone::headless::{self, HeadlessOptions};
+use dialtone::store::settings::{Account, Settings, Transport};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Dialtone: a SIP softphone.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// A sip:, sips: or tel: URI to dial at start.
+    uri: Option<String>,
+    /// Run the engine without a window: JSON events on stdout, commands on stdin.
+    #[arg(long)]
+    headless: bool,
+    /// Settings file (default: $XDG_CONFIG_HOME/dialtone/settings.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Use this one account instead of the saved ones, e.g. sip:carol@127.0.0.1:5060.
+    #[arg(long, value_name = "URI")]
+    account: Option<String>,
+    /// Password of --account.
+    #[arg(long, requires = "account")]
+    password: Option<String>,
+    /// Digest user name of --account, if not the URI's user.
+    #[arg(long, requires = "account")]
+    auth_user: Option<String>,
+    /// Registrar / proxy of --account (host[:port] or URI); default: the URI's host.
+    #[arg(long, requires = "account")]
+    registrar: Option<String>,
+    /// SIP transport of --account: udp, tcp or tls.
+    #[arg(long, requires = "account", value_parser = parse_transport)]
+    transport: Option<Transport>,
+    /// Do not register --account (calls only).
+    #[arg(long, requires = "account")]
+    no_register: bool,
+    /// Display name of --account.
+    #[arg(long, requires = "account")]
+    display_name: Option<String>,
+    /// Local SIP address (UDP and TCP), e.g. 127.0.0.1:5065.
+    #[arg(long, value_name = "IP:PORT")]
+    listen: Option<String>,
+    /// RTP port range, e.g. 20200-20299.
+    #[arg(long, value_name = "FIRST-LAST")]
+    rtp_ports: Option<String>,
+    /// Answer every incoming call at once.
+    #[arg(long)]
+    auto_answer: bool,
+    /// Dial this URI at start (same as the positional URI).
+    #[arg(long, value_name = "URI")]
+    call: Option<String>,
+    /// Quit (hanging up and un-registering) after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
+}
+
+fn parse_transport(s: &str) -> Result<Transport, String> {
+    Transport::parse(s).ok_or_else(|| format!("unknown transport {s:?} (udp, tcp, tls)"))
+}
+
+fn settings_from(cli: &Cli) -> Result<Settings, String> {
+    let mut settings = if cli.account.is_some() {
+        Settings::default()
+    } else {
+        let path = match &cli.config {
+            Some(p) => p.clone(),
+            None => Settings::default_path().ok_or("cannot find the user's config directory")?,
+        };
+        Settings::load(&path).map_err(|e| e.to_string())?
+    };
+    if let Some(uri) = &cli.account {
+        settings.accounts = vec![Account {
+            uri: uri.clone(),
+            password: cli.password.clone().unwrap_or_default(),
+            auth_user: cli.auth_user.clone().unwrap_or_default(),
+            registrar: cli.registrar.clone().unwrap_or_default(),
+            transport: cli.transport.unwrap_or_default(),
+            register: !cli.no_register,
+            display_name: cli.display_name.clone().unwrap_or_default(),
+            ..Account::default()
+        }];
+    }
+    if let Some(l) = &cli.listen {
+        settings.listen = l.clone();
+    }
+    if let Some(r) = &cli.rtp_ports {
+        settings.rtp_ports = r.clone();
+    }
+    settings.auto_answer |= cli.auto_answer;
+    settings.validate().map_err(|e| e.to_string())?;
+    Ok(settings)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let settings = match settings_from(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dialtone: {e}");
+            std::process::exit(2);
+        }
+    };
+    if !cli.headless {
+        eprintln!(
+            "dialtone: the desktop window is not built yet (issue #4); run `dialtone --headless` \
+             for the engine with JSON events on stdout and commands on stdin"
+        );
+        std::process::exit(2);
+    }
+    let duration = match cli.duration {
+        Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(s) => {
+            eprintln!("dialtone: bad --duration {s}");
+            std::process::exit(2);
+        }
+        None => None,
+    };
+    let code = headless::run(
+        settings,
+        HeadlessOptions {
+            call: cli.call.clone().or(cli.uri.clone()),
+            duration,
+        },
+    );
+    std::process::exit(code);
+}

@@ -216,7 +216,8 @@ impl Settings {
     }
 
     pub fn rtp_port_range(&self) -> Result<(u16, u16), SettingsError> {
-        let bad = || SettingsError::Invalid(format!("rtp_ports {:?}: want FIRST-LAST", self.rtp_ports));
+        let bad =
+            || SettingsError::Invalid(format!("rtp_ports {:?}: want FIRST-LAST", self.rtp_ports));
         let (a, b) = self.rtp_ports.split_once('-').ok_or_else(bad)?;
         let a: u16 = a.trim().parse().map_err(|_| bad())?;
         let b: u16 = b.trim().parse().map_err(|_| bad())?;
@@ -266,7 +267,10 @@ mod tests {
         std::fs::write(&path, "accounts = [ { uri = ").unwrap();
         let err = Settings::load(&path).unwrap_err();
         assert!(err.to_string().contains("settings.toml"), "{err}");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "accounts = [ { uri = ");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "accounts = [ { uri = "
+        );
     }
 
     #[test]

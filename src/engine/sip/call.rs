@@ -166,9 +166,13 @@ impl Call {
         let from = self.phase;
         let allowed = matches!(
             (from, to),
-            (Phase::Calling, Phase::Ringing | Phase::Established | Phase::Ended)
-                | (Phase::Ringing, Phase::Ringing | Phase::Established | Phase::Ended)
-                | (Phase::Established, Phase::Established | Phase::Ended)
+            (
+                Phase::Calling,
+                Phase::Ringing | Phase::Established | Phase::Ended
+            ) | (
+                Phase::Ringing,
+                Phase::Ringing | Phase::Established | Phase::Ended
+            ) | (Phase::Established, Phase::Established | Phase::Ended)
         );
         if !allowed {
             return None;
@@ -195,6 +199,7 @@ impl Call {
             return None;
         }
         self.end_reason = Some(reason.clone());
+        self.last_code = code;
         self.pending_ok = None;
         self.reinvite = None;
         self.reinvite_retry = None;
@@ -250,7 +255,9 @@ impl Call {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         [
-            self.pending_ok.as_ref().map(|p| p.next_at.min(p.give_up_at)),
+            self.pending_ok
+                .as_ref()
+                .map(|p| p.next_at.min(p.give_up_at)),
             self.cancel_deadline,
             self.reinvite_retry.map(|(t, _)| t),
         ]

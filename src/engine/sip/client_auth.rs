@@ -29,7 +29,9 @@ impl AuthFailure {
         match self {
             AuthFailure::NoCredentials => "authentication required but no password is set",
             AuthFailure::Rejected => "authentication failed: check user name and password",
-            AuthFailure::Unsupported => "server asked for an authentication scheme we do not support",
+            AuthFailure::Unsupported => {
+                "server asked for an authentication scheme we do not support"
+            }
         }
     }
 }
@@ -59,9 +61,10 @@ impl ClientAuth {
         }
         for (proxy, ch) in &fresh {
             // The same realm and nonce again, not marked stale: our answer was wrong.
-            let repeated = self.challenges.iter().any(|(p, old, _)| {
-                p == proxy && old.realm == ch.realm && old.nonce == ch.nonce
-            });
+            let repeated = self
+                .challenges
+                .iter()
+                .any(|(p, old, _)| p == proxy && old.realm == ch.realm && old.nonce == ch.nonce);
             if repeated && !ch.stale {
                 return Err(AuthFailure::Rejected);
             }

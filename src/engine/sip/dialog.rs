@@ -33,11 +33,8 @@ impl Dialog {
             .map(str::to_string)
             .collect();
         route_set.reverse();
-        let remote_target = contact_uri(resp).or_else(|| {
-            invite
-                .request_uri()
-                .and_then(|u| Uri::parse(u).ok())
-        })?;
+        let remote_target =
+            contact_uri(resp).or_else(|| invite.request_uri().and_then(|u| Uri::parse(u).ok()))?;
         Some(Dialog {
             call_id: invite.call_id().ok()?.to_string(),
             local_tag: local.tag()?.to_string(),
@@ -207,10 +204,16 @@ Contact: <sip:bob@127.0.0.1:5063;gr=urn:uuid:1-2>\r\nContent-Length: 0\r\n\r\n";
         let inv = Message::parse(INVITE.as_bytes()).unwrap();
         let ok = Message::parse(OK.as_bytes()).unwrap();
         let mut d = Dialog::from_uac(&inv, &ok).unwrap();
-        assert_eq!(d.route_set, vec!["<sip:10.0.0.1;lr;r2=on>", "<sip:127.0.0.1:5060;lr>"]);
+        assert_eq!(
+            d.route_set,
+            vec!["<sip:10.0.0.1;lr;r2=on>", "<sip:127.0.0.1:5060;lr>"]
+        );
         assert_eq!(d.remote_tag, "b1");
         let bye = d.request(Method::Bye);
-        assert_eq!(bye.request_uri(), Some("sip:bob@127.0.0.1:5063;gr=urn:uuid:1-2"));
+        assert_eq!(
+            bye.request_uri(),
+            Some("sip:bob@127.0.0.1:5063;gr=urn:uuid:1-2")
+        );
         assert_eq!(bye.cseq().unwrap(), (11, Method::Bye));
         assert_eq!(bye.header_values("Route").len(), 2);
         assert_eq!(d.next_hop().host, "10.0.0.1");
@@ -229,15 +232,21 @@ Contact: <sip:bob@127.0.0.1:5063;gr=urn:uuid:1-2>\r\nContent-Length: 0\r\n\r\n";
         bye.set_header("CSeq", "11 BYE");
         assert!(d.matches(&bye));
         assert!(d.accept_remote_cseq(&bye));
-        assert!(!d.accept_remote_cseq(&bye), "a repeated CSeq is out of order");
+        assert!(
+            !d.accept_remote_cseq(&bye),
+            "a repeated CSeq is out of order"
+        );
     }
 
     #[test]
     fn strict_router_becomes_request_uri() {
         let inv = Message::parse(INVITE.as_bytes()).unwrap();
         let ok = Message::parse(
-            OK.replace("<sip:127.0.0.1:5060;lr>, <sip:10.0.0.1;lr;r2=on>", "<sip:10.9.9.9>")
-                .as_bytes(),
+            OK.replace(
+                "<sip:127.0.0.1:5060;lr>, <sip:10.0.0.1;lr;r2=on>",
+                "<sip:10.9.9.9>",
+            )
+            .as_bytes(),
         )
         .unwrap();
         let mut d = Dialog::from_uac(&inv, &ok).unwrap();

@@ -38,9 +38,14 @@ pub struct Registration {
 pub enum RegOutcome {
     /// Send a REGISTER again now (answered a challenge, raised the expiry, corrected the Contact).
     Resend,
-    Registered { expires: u32 },
+    Registered {
+        expires: u32,
+    },
     Unregistered,
-    Failed { code: Option<u16>, reason: String },
+    Failed {
+        code: Option<u16>,
+        reason: String,
+    },
     /// A provisional response, or one for a REGISTER we no longer wait for.
     Nothing,
 }
@@ -92,15 +97,16 @@ impl Registration {
             200..=299 => {
                 // A NAT (or a wrong guess of our address) between us and the registrar: the
                 // registrar tells us where our packets came from; register that instead.
-                if let Ok(via) = resp.top_via() {
-                    if let (Some(host), Some(port)) = (via.received().map(str::to_string), via.rport()) {
-                        let seen = (host, port);
-                        let used = (contact.host.clone(), contact.port.unwrap_or(5060));
-                        if seen != used && self.public.as_ref() != Some(&seen) {
-                            self.public = Some(seen);
-                            self.stale_contact = Some(contact.to_string());
-                            return RegOutcome::Resend;
-                        }
+                if let Ok(via) = resp.top_via()
+                    && let (Some(host), Some(port)) =
+                        (via.received().map(str::to_string), via.rport())
+                {
+                    let seen = (host, port);
+                    let used = (contact.host.clone(), contact.port.unwrap_or(5060));
+                    if seen != used && self.public.as_ref() != Some(&seen) {
+                        self.public = Some(seen);
+                        self.stale_contact = Some(contact.to_string());
+                        return RegOutcome::Resend;
                     }
                 }
                 let expires = granted_expiry(resp, contact).unwrap_or(self.expires);
@@ -234,7 +240,11 @@ From: <sip:carol@127.0.0.1>;tag=f\r\nTo: <sip:carol@127.0.0.1>;tag=t\r\nCall-ID:
     #[test]
     fn interval_too_brief_raises_expiry_to_min_expires() {
         let mut r = Registration::new(60, ClientAuth::new("carol", "pw"));
-        let out = r.on_response(&resp(423, "Min-Expires: 3600\r\n"), &contact(), Instant::now());
+        let out = r.on_response(
+            &resp(423, "Min-Expires: 3600\r\n"),
+            &contact(),
+            Instant::now(),
+        );
         assert_eq!(out, RegOutcome::Resend);
         assert_eq!(r.expires, 3600);
     }
@@ -244,9 +254,21 @@ From: <sip:carol@127.0.0.1>;tag=f\r\nTo: <sip:carol@127.0.0.1>;tag=t\r\nCall-ID:
         let now = Instant::now();
         let mut r = Registration::new(600, ClientAuth::new("carol", "bad"));
         let ch = "WWW-Authenticate: Digest realm=\"127.0.0.1\", nonce=\"n1\"\r\n";
-        assert_eq!(r.on_response(&resp(401, ch), &contact(), now), RegOutcome::Resend);
+        assert_eq!(
+            r.on_response(&resp(401, ch), &contact(), now),
+            RegOutcome::Resend
+        );
         let out = r.on_response(&resp(401, ch), &contact(), now);
-        assert!(matches!(out, RegOutcome::Failed { code: Some(401), .. }), "{out:?}");
+        assert!(
+            matches!(
+                out,
+                RegOutcome::Failed {
+                    code: Some(401),
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
         assert_eq!(r.state, RegistrationState::Failed);
         assert_eq!(r.next_at, Some(now + Duration::from_secs(5)));
     }
@@ -259,7 +281,10 @@ From: <sip:carol@127.0.0.1>;tag=f\r\nTo: <sip:carol@127.0.0.1>;tag=t\r\nCall-ID:
         let natted = Message::parse(
             String::from_utf8(natted.to_bytes())
                 .unwrap()
-                .replace("rport=5065;received=127.0.0.1", "rport=40000;received=192.0.2.7")
+                .replace(
+                    "rport=5065;received=127.0.0.1",
+                    "rport=40000;received=192.0.2.7",
+                )
                 .as_bytes(),
         )
         .unwrap();
@@ -286,9 +311,15 @@ From: <sip:carol@127.0.0.1>;tag=f\r\nTo: <sip:carol@127.0.0.1>;tag=t\r\nCall-ID:
         let mut r = Registration::new(600, ClientAuth::new("carol", "pw"));
         assert!(matches!(
             r.on_response(&resp(503, ""), &contact(), now),
-            RegOutcome::Failed { code: Some(503), .. }
+            RegOutcome::Failed {
+                code: Some(503),
+                ..
+            }
         ));
-        assert!(matches!(r.on_timeout(now), RegOutcome::Failed { code: None, .. }));
+        assert!(matches!(
+            r.on_timeout(now),
+            RegOutcome::Failed { code: None, .. }
+        ));
         assert_eq!(r.failures, 2);
     }
 }

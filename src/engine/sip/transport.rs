@@ -91,9 +91,14 @@ mod tests {
         let u = Uri::parse("sips:bob@example.com").unwrap();
         assert_eq!(Target::for_uri(&u, Transport::Udp).port, 5061);
         assert_eq!(
-            Target::parse("127.0.0.1:5070", Transport::Tcp).unwrap().port,
+            Target::parse("127.0.0.1:5070", Transport::Tcp)
+                .unwrap()
+                .port,
             5070
         );
-        assert_eq!(Target::parse("[::1]:5070", Transport::Udp).unwrap().host, "::1");
+        assert_eq!(
+            Target::parse("[::1]:5070", Transport::Udp).unwrap().host,
+            "::1"
+        );
     }
 }

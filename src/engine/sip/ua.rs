@@ -8,12 +8,12 @@
 use super::call::{Call, PendingOk, PendingReinvite, Phase};
 use super::client_auth::ClientAuth;
 use super::dialog::Dialog;
-use super::message::{Message, Method, StartLine};
+use super::message::{Message, Method};
 use super::registration::{RegOutcome, Registration};
 use super::sdp::{self, LocalMedia, MediaDirection, SessionDescription};
 use super::transaction::{ClientTx, ServerTx, State as TxState, Timers, TxOutput};
 use super::transport::Target;
-use super::uri::{NameAddr, Scheme, Uri};
+use super::uri::{NameAddr, Uri};
 use crate::api::{
     AccountId, CallId, CallState, Command, Direction, EndReason, Event, RegistrationState,
 };
@@ -190,10 +190,12 @@ impl UserAgent {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         let txs = self.client.values().filter_map(|e| e.tx.next_deadline());
-        let stx = self
-            .server
-            .values()
-            .filter_map(|e| [e.tx.next_deadline(), e.keep_until].into_iter().flatten().min());
+        let stx = self.server.values().filter_map(|e| {
+            [e.tx.next_deadline(), e.keep_until]
+                .into_iter()
+                .flatten()
+                .min()
+        });
         let calls = self.calls.values().filter_map(Call::next_deadline);
         let regs = self.accounts.iter().filter_map(|a| a.reg.next_at);
         txs.chain(stx)
@@ -226,18 +228,22 @@ impl UserAgent {
         match cmd {
             Command::Call { uri, account } => self.dial(&uri, account, now),
             Command::Answer { call } => self.answer(call, now),
-            Command::Reject { call, decline } => self.reject(call, if decline { 603 } else { 486 }, now),
+            Command::Reject { call, decline } => {
+                self.reject(call, if decline { 603 } else { 486 }, now)
+            }
             Command::Hangup { call } => self.hangup(call, now),
             Command::Hold { call } => self.set_hold(call, true, now),
             Command::Resume { call } => self.set_hold(call, false, now),
-            Command::Register { account } => match self.accounts.iter().position(|a| a.id == account) {
-                Some(i) => {
-                    self.accounts[i].reg.failures = 0;
-                    self.accounts[i].reg.unregistering = false;
-                    self.send_register(i, now);
+            Command::Register { account } => {
+                match self.accounts.iter().position(|a| a.id == account) {
+                    Some(i) => {
+                        self.accounts[i].reg.failures = 0;
+                        self.accounts[i].reg.unregistering = false;
+                        self.send_register(i, now);
+                    }
+                    None => self.error(format!("no account {account}")),
                 }
-                None => self.error(format!("no account {account}")),
-            },
+            }
             Command::Stats => {
                 let calls = self
                     .calls
@@ -292,7 +298,11 @@ impl UserAgent {
     }
 
     /// Turns what the user typed into a URI and the account to call through.
-    fn resolve_dial(&self, input: &str, account: Option<AccountId>) -> Result<(Uri, Option<usize>), String> {
+    fn resolve_dial(
+        &self,
+        input: &str,
+        account: Option<AccountId>,
+    ) -> Result<(Uri, Option<usize>), String> {
         let s = input.trim();
         if s.is_empty() {
             return Err("nothing to dial".into());
@@ -328,7 +338,11 @@ impl UserAgent {
         } else {
             user
         };
-        if user.is_empty() || user.chars().any(|c| c.is_whitespace() || "<>\"@;:".contains(c)) {
+        if user.is_empty()
+            || user
+                .chars()
+                .any(|c| c.is_whitespace() || "<>\"@;:".contains(c))
+        {
             return Err(format!("cannot dial {input:?}"));
         }
         let Some(i) = idx else {
@@ -392,7 +406,8 @@ impl UserAgent {
         };
         let mut uri = Uri::sip(Some(&user), &host, Some(port));
         if transport != Transport::Udp {
-            uri.params.push(("transport".into(), Some(transport.to_string())));
+            uri.params
+                .push(("transport".into(), Some(transport.to_string())));
         }
         uri
     }
@@ -429,10 +444,21 @@ impl UserAgent {
         )
     }
 
-    fn start_client(&mut self, req: Message, branch: &str, target: Target, owner: Owner, now: Instant) {
-        let method = req.method().cloned().unwrap_or(Method::Other(String::new()));
+    fn start_client(
+        &mut self,
+        req: Message,
+        branch: &str,
+        target: Target,
+        owner: Owner,
+        now: Instant,
+    ) {
+        let method = req
+            .method()
+            .cloned()
+            .unwrap_or(Method::Other(String::new()));
         tracing::debug!("-> {} to {target}", req.summary());
-        let (tx, first) = ClientTx::start(req, target.transport.is_reliable(), self.cfg.timers, now);
+        let (tx, first) =
+            ClientTx::start(req, target.transport.is_reliable(), self.cfg.timers, now);
         if let TxOutput::Transmit(bytes) = first {
             self.transmit(target.clone(), bytes);
         }
@@ -457,11 +483,22 @@ impl UserAgent {
             params: Vec::new(),
         };
         let from = aor.clone().with_tag(&a.reg.from_tag);
-        let expires = if a.reg.unregistering { 0 } else { a.reg.expires };
+        let expires = if a.reg.unregistering {
+            0
+        } else {
+            a.reg.expires
+        };
         let (call_id, cseq, target) = (a.reg.call_id.clone(), a.reg.cseq + 1, a.proxy.clone());
         let stale = a.reg.stale_contact.clone();
-        let (mut req, branch) =
-            self.base_request(Method::Register, &ruri, &from, &aor, &call_id, cseq, transport);
+        let (mut req, branch) = self.base_request(
+            Method::Register,
+            &ruri,
+            &from,
+            &aor,
+            &call_id,
+            cseq,
+            transport,
+        );
         req.push_header("Contact", format!("<{contact}>"));
         if let Some(old) = stale {
             req.push_header("Contact", format!("<{old}>;expires=0"));
@@ -538,8 +575,8 @@ impl UserAgent {
             Some(i) => {
                 let a = &self.accounts[i];
                 let t = a.cfg.transport;
-                let via_proxy = !a.cfg.outbound_proxy.is_empty()
-                    || uri.host.eq_ignore_ascii_case(&a.aor.host);
+                let via_proxy =
+                    !a.cfg.outbound_proxy.is_empty() || uri.host.eq_ignore_ascii_case(&a.aor.host);
                 let target = if via_proxy {
                     a.proxy.clone()
                 } else {
@@ -561,7 +598,11 @@ impl UserAgent {
                     params: Vec::new(),
                 }
             }
-            None => NameAddr::new(Uri::sip(Some("dialtone"), &self.local_ip().to_string(), None)),
+            None => NameAddr::new(Uri::sip(
+                Some("dialtone"),
+                &self.local_ip().to_string(),
+                None,
+            )),
         };
         let id = CallId(self.next_call);
         self.next_call += 1;
@@ -579,8 +620,15 @@ impl UserAgent {
         let from = from.with_tag(&call.local_tag);
         let to = NameAddr::new(uri.clone());
         let call_id = format!("{:016x}@{}", rand::random::<u64>(), self.local_ip());
-        let (mut req, branch) =
-            self.base_request(Method::Invite, &uri.to_string(), &from, &to, &call_id, 1, transport);
+        let (mut req, branch) = self.base_request(
+            Method::Invite,
+            &uri.to_string(),
+            &from,
+            &to,
+            &call_id,
+            1,
+            transport,
+        );
         if let Some(i) = idx {
             let a = &self.accounts[i];
             if let Some(proxy) = Target::parse(&a.cfg.outbound_proxy, a.cfg.transport) {
@@ -591,7 +639,10 @@ impl UserAgent {
                 };
                 req.push_header(
                     "Route",
-                    format!("<sip:{host}:{};transport={};lr>", proxy.port, proxy.transport),
+                    format!(
+                        "<sip:{host}:{};transport={};lr>",
+                        proxy.port, proxy.transport
+                    ),
                 );
             }
             call.auth = Some(ClientAuth::new(&a.user, &a.cfg.password));
@@ -611,12 +662,18 @@ impl UserAgent {
 
     fn on_invite_response(&mut self, id: CallId, resp: Message, now: Instant) {
         let Some(code) = resp.status() else { return };
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         match code {
             100 => {}
             101..=199 => {
                 call.provisional_seen = true;
-                if resp.header("Content-Type").is_some_and(|t| t.contains("sdp")) && !resp.body.is_empty() {
+                if resp
+                    .header("Content-Type")
+                    .is_some_and(|t| t.contains("sdp"))
+                    && !resp.body.is_empty()
+                {
                     // Early media (183 with SDP): keep what was agreed for the media layer.
                     if let Some(n) = std::str::from_utf8(&resp.body)
                         .ok()
@@ -636,12 +693,14 @@ impl UserAgent {
             }
             200..=299 => self.on_invite_ok(id, resp, now),
             401 | 407 => {
-                let retry = call.phase != Phase::Ended
-                    && call
-                        .auth
+                let retry = if call.phase == Phase::Ended {
+                    Err(super::client_auth::AuthFailure::Rejected)
+                } else {
+                    call.auth
                         .as_mut()
                         .map(|a| a.on_challenge(&resp))
-                        .unwrap_or(Err(super::client_auth::AuthFailure::NoCredentials));
+                        .unwrap_or(Err(super::client_auth::AuthFailure::NoCredentials))
+                };
                 match retry {
                     Ok(()) => self.resend_invite_with_auth(id, now),
                     Err(why) => {
@@ -665,8 +724,13 @@ impl UserAgent {
     }
 
     fn resend_invite_with_auth(&mut self, id: CallId, now: Instant) {
-        let Some(call) = self.calls.get_mut(&id) else { return };
-        let Some(old) = call.invite.clone() else { return };
+        let sent_by = self.sent_by();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(old) = call.invite.clone() else {
+            return;
+        };
         let Ok((seq, _)) = old.cseq() else { return };
         let branch = new_branch();
         let mut req = old;
@@ -679,7 +743,7 @@ impl UserAgent {
                 value: format!(
                     "SIP/2.0/{} {};branch={branch};rport",
                     transport.via_token(),
-                    self.sent_by()
+                    sent_by
                 ),
             },
         );
@@ -695,8 +759,12 @@ impl UserAgent {
     }
 
     fn on_invite_ok(&mut self, id: CallId, resp: Message, now: Instant) {
-        let Some(call) = self.calls.get_mut(&id) else { return };
-        let Some(invite) = call.invite.clone() else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(invite) = call.invite.clone() else {
+            return;
+        };
         let Some(mut dialog) = Dialog::from_uac(&invite, &resp) else {
             tracing::warn!(call = %id, "2xx without the headers a dialog needs; ignored");
             return;
@@ -711,7 +779,9 @@ impl UserAgent {
         let (ack, _) = self.in_dialog_skeleton(&mut dialog, Method::Ack, Some(seq), &ack_target);
         let ack_bytes = ack.to_bytes();
         self.transmit(ack_target.clone(), ack_bytes.clone());
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         if second_fork || call.phase == Phase::Ended {
             // A fork we do not want, or a call the user already hung up: end that dialog too.
             tracing::info!(call = %id, "ending an unwanted 2xx dialog with BYE");
@@ -741,11 +811,17 @@ impl UserAgent {
     }
 
     fn send_cancel(&mut self, id: CallId, now: Instant) {
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         call.cancel_pending = false;
         call.cancel_deadline = Some(now + self.cfg.timers.timeout());
-        let Some(inv) = call.invite.clone() else { return };
-        let Some(branch) = call.invite_branch.clone() else { return };
+        let Some(inv) = call.invite.clone() else {
+            return;
+        };
+        let Some(branch) = call.invite_branch.clone() else {
+            return;
+        };
         let target = call.target.clone();
         let mut cancel = Message::request(Method::Cancel, inv.request_uri().unwrap_or_default());
         for name in ["Via", "Route", "From", "To", "Call-ID"] {
@@ -785,18 +861,15 @@ impl UserAgent {
             },
         );
         if method == Method::Invite {
-            req.push_header("Contact", format!("<{}>", self.contact(None, target.transport)));
+            req.push_header(
+                "Contact",
+                format!("<{}>", self.contact(None, target.transport)),
+            );
         }
         if method != Method::Ack {
             req.push_header("User-Agent", self.cfg.user_agent.clone());
         }
         (req, branch)
-    }
-
-    fn dialog_target(&self, call: &Call) -> Option<Target> {
-        call.dialog
-            .as_ref()
-            .map(|d| Target::for_uri(&d.next_hop(), call.target.transport))
     }
 
     fn send_bye_on(&mut self, dialog: &mut Dialog, id: CallId, now: Instant) {
@@ -812,7 +885,9 @@ impl UserAgent {
 
     /// Sends BYE on the call's dialog and ends the call with `reason`.
     fn bye(&mut self, id: CallId, reason: EndReason, now: Instant) {
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         if let Some(mut dialog) = call.dialog.take() {
             self.send_bye_on(&mut dialog, id, now);
             if let Some(call) = self.calls.get_mut(&id) {
@@ -823,10 +898,10 @@ impl UserAgent {
     }
 
     fn end_call(&mut self, id: CallId, reason: EndReason, code: Option<u16>, now: Instant) {
-        if let Some(call) = self.calls.get_mut(&id) {
-            if let Some(e) = call.end(reason, code, now) {
-                self.emit(e);
-            }
+        if let Some(call) = self.calls.get_mut(&id)
+            && let Some(e) = call.end(reason, code, now)
+        {
+            self.emit(e);
         }
     }
 
@@ -838,7 +913,9 @@ impl UserAgent {
     }
 
     fn hangup_inner(&mut self, id: CallId, now: Instant, _user: bool) {
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         match (call.phase, call.direction) {
             (Phase::Ended, _) => {}
             (Phase::Calling | Phase::Ringing, Direction::Outgoing) => {
@@ -867,7 +944,9 @@ impl UserAgent {
             return self.error(format!("call {id} is not established"));
         }
         if call.reinvite.is_some() || call.pending_ok.is_some() {
-            return self.error(format!("call {id}: an offer/answer exchange is already in progress"));
+            return self.error(format!(
+                "call {id}: an offer/answer exchange is already in progress"
+            ));
         }
         if call.hold.local == hold {
             return;
@@ -876,9 +955,13 @@ impl UserAgent {
     }
 
     fn send_reinvite(&mut self, id: CallId, hold: bool, now: Instant) {
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         call.reinvite_retry = None;
-        let Some(mut dialog) = call.dialog.take() else { return };
+        let Some(mut dialog) = call.dialog.take() else {
+            return;
+        };
         let target = Target::for_uri(&dialog.next_hop(), call.target.transport);
         let dir = if hold {
             MediaDirection::SendOnly
@@ -886,7 +969,9 @@ impl UserAgent {
             MediaDirection::SendRecv
         };
         let (mut req, branch) = self.in_dialog_skeleton(&mut dialog, Method::Invite, None, &target);
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         let offer = sdp::create_offer(&call.local_media, &mut call.sdp, dir);
         req.push_header("Allow", ALLOW);
         req.set_body("application/sdp", offer.into_bytes());
@@ -908,25 +993,35 @@ impl UserAgent {
         if code < 200 {
             return;
         }
-        let Some(call) = self.calls.get_mut(&id) else { return };
-        let Some(pending) = call.reinvite.take() else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(pending) = call.reinvite.take() else {
+            return;
+        };
         match code {
             200..=299 => {
                 let seq = pending.request.cseq().map(|(n, _)| n).unwrap_or(1);
-                let Some(mut dialog) = call.dialog.take() else { return };
+                let Some(mut dialog) = call.dialog.take() else {
+                    return;
+                };
                 dialog.refresh_target(&resp);
                 let target = Target::for_uri(&dialog.next_hop(), call.target.transport);
-                let (ack, _) = self.in_dialog_skeleton(&mut dialog, Method::Ack, Some(seq), &target);
+                let (ack, _) =
+                    self.in_dialog_skeleton(&mut dialog, Method::Ack, Some(seq), &target);
                 let bytes = ack.to_bytes();
                 self.transmit(target.clone(), bytes.clone());
-                let Some(call) = self.calls.get_mut(&id) else { return };
+                let Some(call) = self.calls.get_mut(&id) else {
+                    return;
+                };
                 call.dialog = Some(dialog);
                 call.ack = Some((bytes, target));
                 match std::str::from_utf8(&resp.body)
                     .map_err(|e| e.to_string())
                     .and_then(|b| SessionDescription::parse(b).map_err(|e| e.to_string()))
-                    .and_then(|d| sdp::negotiate_answer(&call.local_media, &d).map_err(|e| e.to_string()))
-                {
+                    .and_then(|d| {
+                        sdp::negotiate_answer(&call.local_media, &d).map_err(|e| e.to_string())
+                    }) {
                     Ok(n) => call.negotiated = Some(n),
                     Err(e) => tracing::warn!(call = %id, "re-INVITE answer unusable: {e}"),
                 }
@@ -935,7 +1030,11 @@ impl UserAgent {
                 self.emit(e);
             }
             401 | 407 => {
-                let ok = call.auth.as_mut().map(|a| a.on_challenge(&resp).is_ok()).unwrap_or(false);
+                let ok = call
+                    .auth
+                    .as_mut()
+                    .map(|a| a.on_challenge(&resp).is_ok())
+                    .unwrap_or(false);
                 if ok {
                     self.send_reinvite(id, pending.hold, now);
                 } else {
@@ -972,10 +1071,17 @@ impl UserAgent {
         if call.direction != Direction::Incoming || call.phase != Phase::Ringing {
             return self.error(format!("call {id} is not ringing"));
         }
-        let Some((invite, target)) = call.invite_in.clone() else { return };
+        let Some((invite, target)) = call.invite_in.clone() else {
+            return;
+        };
         let body = match offer_of(&invite) {
             Some(Ok(offer)) => {
-                match sdp::create_answer(&offer, &call.local_media, &mut call.sdp, MediaDirection::SendRecv) {
+                match sdp::create_answer(
+                    &offer,
+                    &call.local_media,
+                    &mut call.sdp,
+                    MediaDirection::SendRecv,
+                ) {
                     Ok((text, n)) => {
                         call.negotiated = Some(n);
                         text
@@ -1003,16 +1109,25 @@ impl UserAgent {
         ok.set_body("application/sdp", body.into_bytes());
         let cseq = invite.cseq().map(|(n, _)| n).unwrap_or(0);
         self.send_ok_reliably(id, ok, target, cseq, now);
-        if let Some(call) = self.calls.get_mut(&id) {
-            if let Some(e) = call.set_phase(Phase::Established, Some(200), now) {
-                self.emit(e);
-            }
+        if let Some(call) = self.calls.get_mut(&id)
+            && let Some(e) = call.set_phase(Phase::Established, Some(200), now)
+        {
+            self.emit(e);
         }
     }
 
     /// Sends a 2xx to an INVITE through its transaction and retransmits it until the ACK.
-    fn send_ok_reliably(&mut self, id: CallId, ok: Message, target: Target, cseq: u32, now: Instant) {
-        let Some(call) = self.calls.get_mut(&id) else { return };
+    fn send_ok_reliably(
+        &mut self,
+        id: CallId,
+        ok: Message,
+        target: Target,
+        cseq: u32,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         let key = call.server_key.clone();
         let bytes = ok.to_bytes();
         let t1 = self.cfg.timers.t1;
@@ -1029,7 +1144,10 @@ impl UserAgent {
             Some(entry) => {
                 for o in entry.tx.respond(&ok, now) {
                     if let TxOutput::Transmit(b) = o {
-                        self.out.push_back(Output::Transmit { target: entry.target.clone(), bytes: b });
+                        self.out.push_back(Output::Transmit {
+                            target: entry.target.clone(),
+                            bytes: b,
+                        });
                     }
                 }
                 entry.keep_until = Some(keep);
@@ -1042,14 +1160,17 @@ impl UserAgent {
     fn dialog_response(&self, req: &Message, id: CallId, code: u16) -> Message {
         let mut resp = Message::response_to(req, code, reason_phrase(code));
         if let Some(call) = self.calls.get(&id) {
-            if let Ok(to) = req.to() {
-                if to.tag().is_none() {
-                    resp.set_header("To", to.with_tag(&call.local_tag).to_string());
-                }
+            if let Ok(to) = req.to()
+                && to.tag().is_none()
+            {
+                resp.set_header("To", to.with_tag(&call.local_tag).to_string());
             }
             let transport = call.target.transport;
             if code > 100 && code < 300 {
-                resp.push_header("Contact", format!("<{}>", self.contact(call.account, transport)));
+                resp.push_header(
+                    "Contact",
+                    format!("<{}>", self.contact(call.account, transport)),
+                );
             }
         }
         resp.push_header("Server", self.cfg.user_agent.clone());
@@ -1063,7 +1184,10 @@ impl UserAgent {
             let target = entry.target.clone();
             for o in entry.tx.respond(&resp, now) {
                 if let TxOutput::Transmit(b) = o {
-                    self.out.push_back(Output::Transmit { target: target.clone(), bytes: b });
+                    self.out.push_back(Output::Transmit {
+                        target: target.clone(),
+                        bytes: b,
+                    });
                 }
             }
         }
@@ -1071,13 +1195,15 @@ impl UserAgent {
 
     fn simple_response(&mut self, key: &str, req: &Message, code: u16, now: Instant) {
         let mut resp = Message::response_to(req, code, reason_phrase(code));
-        if let Ok(to) = req.to() {
-            if to.tag().is_none() && code > 100 {
-                resp.set_header(
-                    "To",
-                    to.with_tag(&format!("{:08x}", rand::random::<u32>())).to_string(),
-                );
-            }
+        if let Ok(to) = req.to()
+            && to.tag().is_none()
+            && code > 100
+        {
+            resp.set_header(
+                "To",
+                to.with_tag(&format!("{:08x}", rand::random::<u32>()))
+                    .to_string(),
+            );
         }
         if code == 405 || code == 200 {
             resp.push_header("Allow", ALLOW);
@@ -1093,7 +1219,8 @@ impl UserAgent {
         if call.direction != Direction::Incoming || call.phase != Phase::Ringing {
             return self.error(format!("call {id} is not ringing"));
         }
-        let (Some((invite, _)), Some(key)) = (call.invite_in.clone(), call.server_key.clone()) else {
+        let (Some((invite, _)), Some(key)) = (call.invite_in.clone(), call.server_key.clone())
+        else {
             return;
         };
         let resp = self.dialog_response(&invite, id, code);
@@ -1140,7 +1267,15 @@ impl UserAgent {
         }
         let account = self.account_for(&req);
         let from = req.from().map(|f| f.pretty()).unwrap_or_default();
-        let mut call = Call::new(id, Direction::Incoming, account, from.clone(), target.clone(), media, now);
+        let mut call = Call::new(
+            id,
+            Direction::Incoming,
+            account,
+            from.clone(),
+            target.clone(),
+            media,
+            now,
+        );
         let Some(dialog) = Dialog::from_uas(&req, &call.local_tag) else {
             return self.simple_response(&key, &req, 400, now);
         };
@@ -1178,11 +1313,16 @@ impl UserAgent {
         let Some(id) = self.find_dialog_call(&req) else {
             return self.simple_response(&key, &req, 481, now);
         };
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         if call.phase != Phase::Established {
             return self.simple_response(&key, &req, 481, now);
         }
-        let in_order = call.dialog.as_mut().is_some_and(|d| d.accept_remote_cseq(&req));
+        let in_order = call
+            .dialog
+            .as_mut()
+            .is_some_and(|d| d.accept_remote_cseq(&req));
         if !in_order {
             return self.simple_response(&key, &req, 500, now);
         }
@@ -1196,17 +1336,19 @@ impl UserAgent {
         }
         let dir = call.local_direction();
         let body = match offer_of(&req) {
-            Some(Ok(offer)) => match sdp::create_answer(&offer, &call.local_media, &mut call.sdp, dir) {
-                Ok((text, n)) => {
-                    call.hold.remote = !n.remote_direction.receives();
-                    call.negotiated = Some(n);
-                    text
+            Some(Ok(offer)) => {
+                match sdp::create_answer(&offer, &call.local_media, &mut call.sdp, dir) {
+                    Ok((text, n)) => {
+                        call.hold.remote = !n.remote_direction.receives();
+                        call.negotiated = Some(n);
+                        text
+                    }
+                    Err(e) => {
+                        tracing::warn!(call = %id, "re-INVITE offer refused: {e}");
+                        return self.simple_response(&key, &req, 488, now);
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(call = %id, "re-INVITE offer refused: {e}");
-                    return self.simple_response(&key, &req, 488, now);
-                }
-            },
+            }
             Some(Err(e)) => {
                 tracing::warn!(call = %id, "re-INVITE with bad SDP: {e}");
                 return self.simple_response(&key, &req, 488, now);
@@ -1244,7 +1386,9 @@ impl UserAgent {
             tracing::debug!("ACK for no dialog; dropped");
             return;
         };
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         let seq = req.cseq().map(|(n, _)| n).unwrap_or(0);
         if call.pending_ok.as_ref().is_some_and(|p| p.cseq == seq) {
             call.pending_ok = None;
@@ -1254,7 +1398,9 @@ impl UserAgent {
             let result = std::str::from_utf8(&req.body)
                 .map_err(|e| e.to_string())
                 .and_then(|b| SessionDescription::parse(b).map_err(|e| e.to_string()))
-                .and_then(|d| sdp::negotiate_answer(&call.local_media, &d).map_err(|e| e.to_string()));
+                .and_then(|d| {
+                    sdp::negotiate_answer(&call.local_media, &d).map_err(|e| e.to_string())
+                });
             match result {
                 Ok(n) => {
                     call.hold.remote = !n.remote_direction.receives();
@@ -1269,7 +1415,10 @@ impl UserAgent {
     }
 
     fn on_cancel(&mut self, key: String, req: Message, now: Instant) {
-        let branch = req.top_via().ok().and_then(|v| v.branch().map(str::to_string));
+        let branch = req
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_string));
         let invite_key = branch.map(|b| tx_key(&b, &Method::Invite));
         let call = invite_key.as_ref().and_then(|k| {
             self.calls
@@ -1281,12 +1430,14 @@ impl UserAgent {
             return self.simple_response(&key, &req, 481, now);
         };
         self.simple_response(&key, &req, 200, now);
-        let ringing = self.calls.get(&id).is_some_and(|c| c.phase == Phase::Ringing);
+        let ringing = self
+            .calls
+            .get(&id)
+            .is_some_and(|c| c.phase == Phase::Ringing);
         if ringing {
-            if let (Some(k), Some(Some((invite, _)))) = (
-                invite_key,
-                self.calls.get(&id).map(|c| c.invite_in.clone()),
-            ) {
+            if let (Some(k), Some(Some((invite, _)))) =
+                (invite_key, self.calls.get(&id).map(|c| c.invite_in.clone()))
+            {
                 let resp = self.dialog_response(&invite, id, 487);
                 self.respond(&k, resp, now);
             }
@@ -1308,7 +1459,13 @@ impl UserAgent {
     // ------------------------------------------------------------------ packets
 
     /// A datagram, or a frame from a stream connection, arrived from `source`.
-    pub fn handle_packet(&mut self, transport: Transport, source: SocketAddr, bytes: &[u8], now: Instant) {
+    pub fn handle_packet(
+        &mut self,
+        transport: Transport,
+        source: SocketAddr,
+        bytes: &[u8],
+        now: Instant,
+    ) {
         let msg = match Message::parse(bytes) {
             Ok(m) => m,
             Err(e) => {
@@ -1335,7 +1492,9 @@ impl UserAgent {
     }
 
     fn on_response(&mut self, resp: Message, now: Instant) {
-        let (Ok(via), Ok((_, method))) = (resp.top_via(), resp.cseq()) else { return };
+        let (Ok(via), Ok((_, method))) = (resp.top_via(), resp.cseq()) else {
+            return;
+        };
         let Some(branch) = via.branch() else { return };
         let key = tx_key(branch, &method);
         let Some(entry) = self.client.get_mut(&key) else {
@@ -1360,7 +1519,13 @@ impl UserAgent {
         self.client_outputs(owner, target, outputs, now);
     }
 
-    fn client_outputs(&mut self, owner: Owner, target: Target, outputs: Vec<TxOutput>, now: Instant) {
+    fn client_outputs(
+        &mut self,
+        owner: Owner,
+        target: Target,
+        outputs: Vec<TxOutput>,
+        now: Instant,
+    ) {
         for o in outputs {
             match o {
                 TxOutput::Transmit(bytes) => self.transmit(target.clone(), bytes),
@@ -1390,18 +1555,24 @@ impl UserAgent {
     }
 
     fn on_request(&mut self, transport: Transport, source: SocketAddr, req: Message, now: Instant) {
-        let Some(method) = req.method().cloned() else { return };
-        let Some(branch) = req.top_via().ok().and_then(|v| v.branch().map(str::to_string)) else {
+        let Some(method) = req.method().cloned() else {
+            return;
+        };
+        let Some(branch) = req
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_string))
+        else {
             return;
         };
         let target = Target::response_target(transport, source);
         if method == Method::Ack {
             let key = tx_key(&branch, &Method::Invite);
-            if let Some(e) = self.server.get_mut(&key) {
-                if e.tx.state() == TxState::Completed {
-                    e.tx.on_ack(now);
-                    return;
-                }
+            if let Some(e) = self.server.get_mut(&key)
+                && e.tx.state() == TxState::Completed
+            {
+                e.tx.on_ack(now);
+                return;
             }
             return self.on_ack(&req, now);
         }
@@ -1424,7 +1595,11 @@ impl UserAgent {
                 keep_until: None,
             },
         );
-        let in_dialog = req.to().ok().and_then(|t| t.tag().map(str::to_string)).is_some();
+        let in_dialog = req
+            .to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string))
+            .is_some();
         match method {
             Method::Invite if in_dialog => self.on_reinvite(key, req, now),
             Method::Invite => self.on_new_invite(key, req, target, now),
@@ -1432,11 +1607,19 @@ impl UserAgent {
             Method::Bye => self.on_bye(key, req, now),
             Method::Options => self.simple_response(&key, &req, 200, now),
             Method::Info | Method::Update | Method::Notify if in_dialog => {
-                let code = if self.find_dialog_call(&req).is_some() { 200 } else { 481 };
+                let code = if self.find_dialog_call(&req).is_some() {
+                    200
+                } else {
+                    481
+                };
                 self.simple_response(&key, &req, code, now)
             }
             _ if in_dialog => {
-                let code = if self.find_dialog_call(&req).is_some() { 501 } else { 481 };
+                let code = if self.find_dialog_call(&req).is_some() {
+                    501
+                } else {
+                    481
+                };
                 self.simple_response(&key, &req, code, now)
             }
             _ => self.simple_response(&key, &req, 405, now),
@@ -1507,7 +1690,9 @@ impl UserAgent {
 
     fn call_timers(&mut self, id: CallId, now: Instant) {
         let t2 = self.cfg.timers.t2;
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         let mut resend = None;
         let mut no_ack = false;
         if let Some(p) = call.pending_ok.as_mut() {
@@ -1523,7 +1708,10 @@ impl UserAgent {
             call.cancel_deadline = None;
             call.cancel_pending = false;
         }
-        let retry = call.reinvite_retry.filter(|(t, _)| now >= *t).map(|(_, h)| h);
+        let retry = call
+            .reinvite_retry
+            .filter(|(t, _)| now >= *t)
+            .map(|(_, h)| h);
         if let Some((t, b)) = resend {
             self.transmit(t, b);
         }
@@ -1535,7 +1723,10 @@ impl UserAgent {
             self.bye(id, EndReason::Timeout, now);
         }
         if let Some(hold) = retry {
-            let established = self.calls.get(&id).is_some_and(|c| c.phase == Phase::Established);
+            let established = self
+                .calls
+                .get(&id)
+                .is_some_and(|c| c.phase == Phase::Established);
             if established {
                 self.send_reinvite(id, hold, now);
             } else if let Some(c) = self.calls.get_mut(&id) {
@@ -1576,10 +1767,10 @@ fn offer_of(req: &Message) -> Option<Result<SessionDescription, String>> {
     if req.body.is_empty() {
         return None;
     }
-    if let Some(ct) = req.header("Content-Type") {
-        if !ct.to_ascii_lowercase().contains("application/sdp") {
-            return Some(Err(format!("unsupported body type {ct}")));
-        }
+    if let Some(ct) = req.header("Content-Type")
+        && !ct.to_ascii_lowercase().contains("application/sdp")
+    {
+        return Some(Err(format!("unsupported body type {ct}")));
     }
     Some(
         std::str::from_utf8(&req.body)
@@ -1597,14 +1788,4 @@ impl std::fmt::Debug for UserAgent {
             .field("server_txs", &self.server.len())
             .finish()
     }
-}
-
-#[allow(dead_code)]
-fn _scheme_is_used(s: &Scheme) -> bool {
-    matches!(s, Scheme::Sip)
-}
-
-#[allow(dead_code)]
-fn _start_line_is_used(s: &StartLine) -> bool {
-    matches!(s, StartLine::Request { .. })
 }

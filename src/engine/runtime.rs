@@ -1,0 +1,100 @@
+//! The I/O loop: the only place that waits. It feeds the user agent commands, packets and the
+//! time, and carries out what comes back (send bytes, hand events to the UI).
+
+use super::net::{Net, NetEvent};
+use super::sip::ua::{Config, Output, UserAgent};
+use super::{EngineError, Waker};
+use crate::api::{Command, Event};
+use crate::store::settings::Settings;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+pub async fn run(
+    settings: Settings,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<Event>,
+    waker: Option<Waker>,
+    ready: std::sync::mpsc::Sender<Result<SocketAddr, EngineError>>,
+) {
+    let mut net = match Net::bind(&settings).await {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = ready.send(Err(e.into()));
+            return;
+        }
+    };
+    let cfg = match Config::from_settings(&settings, net.advertised()) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(EngineError::Settings(e)));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(net.advertised()));
+    let mut ua = UserAgent::new(cfg, &settings.accounts);
+    ua.start(Instant::now());
+    let mut commands_open = true;
+    loop {
+        flush(&mut ua, &mut net, &events, waker.as_ref()).await;
+        if ua.is_stopped() {
+            break;
+        }
+        let deadline = ua
+            .next_deadline()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            cmd = commands.recv(), if commands_open => {
+                match cmd {
+                    Some(c) => ua.handle_command(c, Instant::now()),
+                    None => {
+                        // Every handle is gone: stop cleanly.
+                        commands_open = false;
+                        ua.handle_command(Command::Quit, Instant::now());
+                    }
+                }
+            }
+            ev = net.events.recv() => {
+                let Some(ev) = ev else { break };
+                match ev {
+                    NetEvent::Packet { transport, source, bytes } => {
+                        ua.handle_packet(transport, source, &bytes, Instant::now());
+                    }
+                    NetEvent::Connected { key, writer } => net.connection_up(key, writer),
+                    NetEvent::Closed { key } => net.connection_closed(&key),
+                    NetEvent::Failed { target, why } => {
+                        ua.handle_transport_error(&target, &why, Instant::now());
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => ua.handle_timeout(Instant::now()),
+        }
+    }
+    tracing::info!("engine stopped");
+}
+
+async fn flush(
+    ua: &mut UserAgent,
+    net: &mut Net,
+    events: &mpsc::UnboundedSender<Event>,
+    waker: Option<&Waker>,
+) {
+    let mut woke = false;
+    while let Some(out) = ua.poll_output() {
+        match out {
+            Output::Transmit { target, bytes } => {
+                if let Err(why) = net.send(&target, bytes).await {
+                    ua.handle_transport_error(&target, &why, Instant::now());
+                }
+            }
+            Output::Event(e) => {
+                let _ = events.send(e);
+                woke = true;
+            }
+        }
+    }
+    if woke && let Some(w) = waker {
+        w();
+    }
+}
