@@ -840,7 +840,7 @@ impl UserAgent {
 
     // ------------------------------------------------------------------ in-dialog requests
 
-    /// An in-dialog request with Via (and Contact for target-refreshing ones). `seq` is for ACK.
+    /// An in-dialog request with its Via. `seq` is for ACK (the INVITE's CSeq number).
     fn in_dialog_skeleton(
         &self,
         dialog: &mut Dialog,
@@ -860,12 +860,6 @@ impl UserAgent {
                 value: self.via(target.transport, &branch),
             },
         );
-        if method == Method::Invite {
-            req.push_header(
-                "Contact",
-                format!("<{}>", self.contact(None, target.transport)),
-            );
-        }
         if method != Method::Ack {
             req.push_header("User-Agent", self.cfg.user_agent.clone());
         }
@@ -969,6 +963,11 @@ impl UserAgent {
             MediaDirection::SendRecv
         };
         let (mut req, branch) = self.in_dialog_skeleton(&mut dialog, Method::Invite, None, &target);
+        let account = self.calls.get(&id).and_then(|c| c.account);
+        req.push_header(
+            "Contact",
+            format!("<{}>", self.contact(account, target.transport)),
+        );
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
