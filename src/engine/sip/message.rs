@@ -108,8 +108,14 @@ impl fmt::Display for Method {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartLine {
     /// The Request-URI is kept as text: it is parsed where it is needed (and may be a tel: or GRUU).
-    Request { method: Method, uri: String },
-    Response { code: u16, reason: String },
+    Request {
+        method: Method,
+        uri: String,
+    },
+    Response {
+        code: u16,
+        reason: String,
+    },
 }
 
 /// One header line; `name` is the canonical long form (compact forms expanded).
@@ -193,7 +199,9 @@ fn header_end(buf: &[u8]) -> Option<(usize, usize)> {
 }
 
 fn skip_leading_blank(buf: &[u8]) -> usize {
-    buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count()
+    buf.iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count()
 }
 
 /// Reads Content-Length from a raw header block (for stream framing), compact form included.
@@ -308,10 +316,8 @@ impl Message {
     pub fn response_to(req: &Message, code: u16, reason: &str) -> Message {
         let mut headers = Vec::new();
         for h in &req.headers {
-            if matches!(
-                h.name.as_str(),
-                "Via" | "From" | "To" | "Call-ID" | "CSeq"
-            ) || (h.name == "Record-Route" && (101..300).contains(&code))
+            if matches!(h.name.as_str(), "Via" | "From" | "To" | "Call-ID" | "CSeq")
+                || (h.name == "Record-Route" && (101..300).contains(&code))
             {
                 headers.push(h.clone());
             }
@@ -362,7 +368,11 @@ impl Message {
     /// Every value of a header, across lines and (for list headers) commas, in order.
     pub fn header_values(&self, name: &str) -> Vec<&str> {
         let mut out = Vec::new();
-        for h in self.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)) {
+        for h in self
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+        {
             if is_list_header(&h.name) {
                 out.extend(
                     split_top(&h.value, ',')
@@ -749,7 +759,10 @@ l: 4\r\n\r\nv=0\r\nEXTRA";
         let Contacts::List(c) = m.contacts().unwrap() else {
             panic!("star")
         };
-        assert_eq!(c[0].param("+sip.instance"), Some(Some("\"<urn:uuid:x,y>\"")));
+        assert_eq!(
+            c[0].param("+sip.instance"),
+            Some(Some("\"<urn:uuid:x,y>\""))
+        );
         assert_eq!(m.header("Subject"), Some("folded continues here"));
         assert_eq!(m.body, b"v=0\r");
         m.validate().unwrap();
@@ -804,10 +817,16 @@ l: 4\r\n\r\nv=0\r\nEXTRA";
         f.push(one.as_bytes());
         f.push(&one.as_bytes()[..10]);
         assert_eq!(f.next_frame().unwrap(), Some(Frame::Ping));
-        assert_eq!(f.next_frame().unwrap(), Some(Frame::Message(one.as_bytes().to_vec())));
+        assert_eq!(
+            f.next_frame().unwrap(),
+            Some(Frame::Message(one.as_bytes().to_vec()))
+        );
         assert_eq!(f.next_frame().unwrap(), None);
         f.push(&one.as_bytes()[10..]);
-        assert_eq!(f.next_frame().unwrap(), Some(Frame::Message(one.as_bytes().to_vec())));
+        assert_eq!(
+            f.next_frame().unwrap(),
+            Some(Frame::Message(one.as_bytes().to_vec()))
+        );
     }
 
     #[test]

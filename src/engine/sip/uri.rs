@@ -37,7 +37,10 @@ pub fn param<'a>(params: &'a Params, name: &str) -> Option<Option<&'a str>> {
 }
 
 pub fn set_param(params: &mut Params, name: &str, value: Option<String>) {
-    match params.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+    match params
+        .iter_mut()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+    {
         Some(slot) => slot.1 = value,
         None => params.push((name.to_string(), value)),
     }
@@ -146,7 +149,10 @@ impl Uri {
         };
         let s = s.trim();
         let (scheme, rest) = s.split_once(':').ok_or_else(|| err("no scheme"))?;
-        if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        if scheme.is_empty()
+            || !scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
         {
             return Err(err("bad scheme"));
         }
@@ -180,7 +186,7 @@ impl Uri {
             None => (None, rest),
         };
         let (user, password) = match userinfo {
-            Some(u) if u.is_empty() => return Err(err("empty user")),
+            Some("") => return Err(err("empty user")),
             Some(u) => match u.split_once(':') {
                 Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
                 None => (Some(u.to_string()), None),
@@ -189,10 +195,15 @@ impl Uri {
         };
         let (hostport, params) = hostpart.split_once(';').unwrap_or((hostpart, ""));
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').ok_or_else(|| err("unclosed IPv6 bracket"))?;
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| err("unclosed IPv6 bracket"))?;
             let port = match after {
                 "" => None,
-                p => Some(p.strip_prefix(':').ok_or_else(|| err("junk after IPv6 host"))?),
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| err("junk after IPv6 host"))?,
+                ),
             };
             (h, port)
         } else {
@@ -390,7 +401,9 @@ mod tests {
 
     #[test]
     fn gruu_parameter_with_colons_survives() {
-        let u = Uri::parse("sip:bob@127.0.0.1:5063;gr=urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6").unwrap();
+        let u =
+            Uri::parse("sip:bob@127.0.0.1:5063;gr=urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6")
+                .unwrap();
         assert_eq!(u.user.as_deref(), Some("bob"));
         assert_eq!(u.port, Some(5063));
         assert_eq!(
@@ -421,7 +434,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(n.uri.param("gr"), Some(Some("urn:uuid:1234-ab")));
-        assert_eq!(n.param("+sip.instance"), Some(Some("\"<urn:uuid:1234-ab>\"")));
+        assert_eq!(
+            n.param("+sip.instance"),
+            Some(Some("\"<urn:uuid:1234-ab>\""))
+        );
         assert_eq!(n.param("expires"), Some(Some("600")));
     }
 
@@ -439,7 +455,15 @@ mod tests {
 
     #[test]
     fn bad_uris_are_errors() {
-        for bad in ["", "nocolon", "sip:", "sip:@host", "sip:bob@", "sip:h:99999", "sip:[::1"] {
+        for bad in [
+            "",
+            "nocolon",
+            "sip:",
+            "sip:@host",
+            "sip:bob@",
+            "sip:h:99999",
+            "sip:[::1",
+        ] {
             assert!(Uri::parse(bad).is_err(), "{bad:?}");
         }
     }
