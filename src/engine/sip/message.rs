@@ -170,6 +170,7 @@ fn canonical_name(name: &str) -> String {
         "accept" => "Accept",
         "require" => "Require",
         "unsupported" => "Unsupported",
+        "proxy-require" => "Proxy-Require",
         "retry-after" => "Retry-After",
         _ => return name.to_string(),
     };
@@ -180,7 +181,16 @@ fn canonical_name(name: &str) -> String {
 fn is_list_header(name: &str) -> bool {
     matches!(
         name,
-        "Via" | "Route" | "Record-Route" | "Contact" | "Allow" | "Supported" | "Require" | "Accept"
+        "Via"
+            | "Route"
+            | "Record-Route"
+            | "Contact"
+            | "Allow"
+            | "Supported"
+            | "Require"
+            | "Unsupported"
+            | "Proxy-Require"
+            | "Accept"
     )
 }
 
@@ -503,6 +513,45 @@ impl Message {
         self.header("Expires").and_then(|v| v.trim().parse().ok())
     }
 
+    /// `Min-Expires` of a 423 Interval Too Brief (RFC 3261 10.3): the interval to retry with.
+    pub fn min_expires(&self) -> Option<u32> {
+        self.header("Min-Expires")
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    pub fn max_forwards(&self) -> Option<u32> {
+        self.header("Max-Forwards")
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// `Content-Type` as written (`application/sdp`), parameters included.
+    pub fn content_type(&self) -> Option<&str> {
+        self.header("Content-Type")
+    }
+
+    /// Option tags of `Supported` (compact `k`), across lines and commas: `gruu`, `outbound`…
+    pub fn supported(&self) -> Vec<&str> {
+        self.header_values("Supported")
+    }
+
+    /// Option tags the peer requires us to understand (RFC 3261 20.32).
+    pub fn require(&self) -> Vec<&str> {
+        self.header_values("Require")
+    }
+
+    /// Option tags a 420 Bad Extension names, to retry without them (RFC 3261 20.40).
+    pub fn unsupported(&self) -> Vec<&str> {
+        self.header_values("Unsupported")
+    }
+
+    /// Methods from `Allow`, in order.
+    pub fn allow(&self) -> Vec<Method> {
+        self.header_values("Allow")
+            .into_iter()
+            .map(Method::parse)
+            .collect()
+    }
+
     /// Checks the headers every request and response must have (RFC 3261 8.1.1).
     pub fn validate(&self) -> Result<(), ParseError> {
         self.call_id()?;
@@ -766,6 +815,26 @@ l: 4\r\n\r\nv=0\r\nEXTRA";
         assert_eq!(m.header("Subject"), Some("folded continues here"));
         assert_eq!(m.body, b"v=0\r");
         m.validate().unwrap();
+    }
+
+    #[test]
+    fn option_tag_and_number_accessors() {
+        let raw = "SIP/2.0 423 Interval Too Brief\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKa\r\n\
+From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n\
+Min-Expires: 3600\r\nk: gruu, outbound\r\nSupported: path\r\nRequire: outbound\r\n\
+Unsupported: foo, bar\r\nAllow: INVITE,ACK, FOO\r\nMax-Forwards: 69\r\n\
+Content-Type: application/sdp\r\nContent-Length: 0\r\n\r\n";
+        let m = Message::parse(raw.as_bytes()).unwrap();
+        assert_eq!(m.min_expires(), Some(3600));
+        assert_eq!(m.supported(), ["gruu", "outbound", "path"]);
+        assert_eq!(m.require(), ["outbound"]);
+        assert_eq!(m.unsupported(), ["foo", "bar"]);
+        assert_eq!(
+            m.allow(),
+            [Method::Invite, Method::Ack, Method::Other("FOO".into())]
+        );
+        assert_eq!(m.max_forwards(), Some(69));
+        assert_eq!(m.content_type(), Some("application/sdp"));
     }
 
     #[test]
