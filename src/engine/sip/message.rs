@@ -263,12 +263,16 @@ impl Message {
                 continue;
             }
             if line.starts_with([' ', '\t']) {
-                // Folded continuation of the previous header (RFC 3261 7.3.1).
+                // Folded continuation of the previous header (RFC 3261 7.3.1): one space between
+                // words, none before a value that starts on the next line, none for a blank fold.
                 let Some(last) = headers.last_mut() else {
                     return Err(ParseError::HeaderLine(line.to_string()));
                 };
-                last.value.push(' ');
-                last.value.push_str(line.trim());
+                let more = line.trim();
+                if !last.value.is_empty() && !more.is_empty() {
+                    last.value.push(' ');
+                }
+                last.value.push_str(more);
                 continue;
             }
             let Some((name, value)) = line.split_once(':') else {
@@ -835,6 +839,18 @@ Content-Type: application/sdp\r\nContent-Length: 0\r\n\r\n";
         );
         assert_eq!(m.max_forwards(), Some(69));
         assert_eq!(m.content_type(), Some("application/sdp"));
+    }
+
+    #[test]
+    fn a_value_folded_onto_the_next_line_has_no_stray_space() {
+        let raw = "BYE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKa\r\n\
+From: <sip:a@h>;tag=1\r\nTo:\r\n <sip:b@h>;tag=2\r\nCall-ID:\r\n\tc-1\r\n \r\n\
+CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n";
+        let m = Message::parse(raw.as_bytes()).unwrap();
+        assert_eq!(m.call_id().unwrap(), "c-1");
+        assert_eq!(m.header("To"), Some("<sip:b@h>;tag=2"));
+        let back = Message::parse(&m.to_bytes()).unwrap();
+        assert_eq!(back.headers, m.headers);
     }
 
     #[test]
