@@ -766,10 +766,12 @@ impl StreamFramer {
         let head = String::from_utf8_lossy(&self.buf[..head_end]);
         // Content-Length is mandatory on streams; treat its absence as an empty body.
         let len = raw_content_length(&head)?.unwrap_or(0);
-        let total = body_start + len;
-        if total > MAX_MESSAGE {
-            return Err(ParseError::TooLarge);
-        }
+        // Checked: a Content-Length near usize::MAX must not overflow (a panic in debug builds, a
+        // wrapped, too short frame in release).
+        let total = body_start
+            .checked_add(len)
+            .filter(|&t| t <= MAX_MESSAGE)
+            .ok_or(ParseError::TooLarge)?;
         if self.buf.len() < total {
             return Ok(None);
         }
@@ -912,6 +914,13 @@ CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n";
             f.next_frame().unwrap(),
             Some(Frame::Message(one.as_bytes().to_vec()))
         );
+    }
+
+    #[test]
+    fn stream_with_a_huge_content_length_is_an_error() {
+        let mut f = StreamFramer::default();
+        f.push(b"OPTIONS sip:a@h SIP/2.0\r\nContent-Length: 18446744073709551615\r\n\r\n");
+        assert_eq!(f.next_frame(), Err(ParseError::TooLarge));
     }
 
     #[test]
