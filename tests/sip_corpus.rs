@@ -1447,6 +1447,35 @@ fn huge_content_length_is_an_error_not_a_panic() {
 }
 
 #[test]
+fn stream_framing_reads_content_length_like_the_parser() {
+    // A folded Content-Length, and Content-Length text inside another header's folded value.
+    let folded = String::from_utf8(request("MESSAGE sip:bob@example.com SIP/2.0", &[], "hello"))
+        .unwrap()
+        .replace("Content-Length: 5", "Content-Length:\r\n 5");
+    let decoy = String::from_utf8(request(
+        "MESSAGE sip:bob@example.com SIP/2.0",
+        &["Subject: see below", " l: 9"],
+        "hello",
+    ))
+    .unwrap();
+    for raw in [folded, decoy] {
+        let m = Message::parse(raw.as_bytes()).unwrap();
+        assert_eq!(m.body, b"hello");
+        let mut stream = raw.clone().into_bytes();
+        stream.extend_from_slice(raw.as_bytes());
+        let frames = frame_in_chunks(&stream, &mut Rng::new(4), 1, 9).unwrap();
+        assert_eq!(
+            frames,
+            [
+                Frame::Message(raw.clone().into_bytes()),
+                Frame::Message(raw.clone().into_bytes())
+            ],
+            "{raw}"
+        );
+    }
+}
+
+#[test]
 fn contact_list_with_commas_and_brackets_inside_quotes() {
     let raw = request(
         "REGISTER sip:example.com SIP/2.0",

@@ -215,20 +215,39 @@ fn skip_leading_blank(buf: &[u8]) -> usize {
 }
 
 /// Reads Content-Length from a raw header block (for stream framing), compact form included.
+///
+/// Header lines are unfolded the way `Message::parse` does, so framing and parsing read the same
+/// value: a folded `Content-Length:` CRLF SP `5` is 5, and ` l: 5` inside a folded value is no
+/// Content-Length at all.
 fn raw_content_length(head: &str) -> Result<Option<usize>, ParseError> {
-    for line in head.lines() {
+    let mut value: Option<String> = None;
+    for line in head.lines().skip(1) {
+        if line.starts_with([' ', '\t']) {
+            if let Some(v) = value.as_mut() {
+                v.push(' ');
+                v.push_str(line);
+            }
+            continue;
+        }
+        if value.is_some() {
+            break;
+        }
         if let Some((n, v)) = line.split_once(':') {
             let n = n.trim();
             if n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("l") {
-                let v = v.trim();
-                return v
-                    .parse::<usize>()
-                    .map(Some)
-                    .map_err(|_| ParseError::ContentLength(v.to_string()));
+                value = Some(v.to_string());
             }
         }
     }
-    Ok(None)
+    match value {
+        None => Ok(None),
+        Some(v) => {
+            let v = v.trim();
+            v.parse::<usize>()
+                .map(Some)
+                .map_err(|_| ParseError::ContentLength(v.to_string()))
+        }
+    }
 }
 
 impl Message {
