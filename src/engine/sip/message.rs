@@ -170,6 +170,7 @@ fn canonical_name(name: &str) -> String {
         "accept" => "Accept",
         "require" => "Require",
         "unsupported" => "Unsupported",
+        "proxy-require" => "Proxy-Require",
         "retry-after" => "Retry-After",
         _ => return name.to_string(),
     };
@@ -180,7 +181,16 @@ fn canonical_name(name: &str) -> String {
 fn is_list_header(name: &str) -> bool {
     matches!(
         name,
-        "Via" | "Route" | "Record-Route" | "Contact" | "Allow" | "Supported" | "Require" | "Accept"
+        "Via"
+            | "Route"
+            | "Record-Route"
+            | "Contact"
+            | "Allow"
+            | "Supported"
+            | "Require"
+            | "Unsupported"
+            | "Proxy-Require"
+            | "Accept"
     )
 }
 
@@ -205,20 +215,39 @@ fn skip_leading_blank(buf: &[u8]) -> usize {
 }
 
 /// Reads Content-Length from a raw header block (for stream framing), compact form included.
+///
+/// Header lines are unfolded the way `Message::parse` does, so framing and parsing read the same
+/// value: a folded `Content-Length:` CRLF SP `5` is 5, and ` l: 5` inside a folded value is no
+/// Content-Length at all.
 fn raw_content_length(head: &str) -> Result<Option<usize>, ParseError> {
-    for line in head.lines() {
+    let mut value: Option<String> = None;
+    for line in head.lines().skip(1) {
+        if line.starts_with([' ', '\t']) {
+            if let Some(v) = value.as_mut() {
+                v.push(' ');
+                v.push_str(line);
+            }
+            continue;
+        }
+        if value.is_some() {
+            break;
+        }
         if let Some((n, v)) = line.split_once(':') {
             let n = n.trim();
             if n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("l") {
-                let v = v.trim();
-                return v
-                    .parse::<usize>()
-                    .map(Some)
-                    .map_err(|_| ParseError::ContentLength(v.to_string()));
+                value = Some(v.to_string());
             }
         }
     }
-    Ok(None)
+    match value {
+        None => Ok(None),
+        Some(v) => {
+            let v = v.trim();
+            v.parse::<usize>()
+                .map(Some)
+                .map_err(|_| ParseError::ContentLength(v.to_string()))
+        }
+    }
 }
 
 impl Message {
@@ -253,12 +282,16 @@ impl Message {
                 continue;
             }
             if line.starts_with([' ', '\t']) {
-                // Folded continuation of the previous header (RFC 3261 7.3.1).
+                // Folded continuation of the previous header (RFC 3261 7.3.1): one space between
+                // words, none before a value that starts on the next line, none for a blank fold.
                 let Some(last) = headers.last_mut() else {
                     return Err(ParseError::HeaderLine(line.to_string()));
                 };
-                last.value.push(' ');
-                last.value.push_str(line.trim());
+                let more = line.trim();
+                if !last.value.is_empty() && !more.is_empty() {
+                    last.value.push(' ');
+                }
+                last.value.push_str(more);
                 continue;
             }
             let Some((name, value)) = line.split_once(':') else {
@@ -503,6 +536,45 @@ impl Message {
         self.header("Expires").and_then(|v| v.trim().parse().ok())
     }
 
+    /// `Min-Expires` of a 423 Interval Too Brief (RFC 3261 10.3): the interval to retry with.
+    pub fn min_expires(&self) -> Option<u32> {
+        self.header("Min-Expires")
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    pub fn max_forwards(&self) -> Option<u32> {
+        self.header("Max-Forwards")
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// `Content-Type` as written (`application/sdp`), parameters included.
+    pub fn content_type(&self) -> Option<&str> {
+        self.header("Content-Type")
+    }
+
+    /// Option tags of `Supported` (compact `k`), across lines and commas: `gruu`, `outbound`…
+    pub fn supported(&self) -> Vec<&str> {
+        self.header_values("Supported")
+    }
+
+    /// Option tags the peer requires us to understand (RFC 3261 20.32).
+    pub fn require(&self) -> Vec<&str> {
+        self.header_values("Require")
+    }
+
+    /// Option tags a 420 Bad Extension names, to retry without them (RFC 3261 20.40).
+    pub fn unsupported(&self) -> Vec<&str> {
+        self.header_values("Unsupported")
+    }
+
+    /// Methods from `Allow`, in order.
+    pub fn allow(&self) -> Vec<Method> {
+        self.header_values("Allow")
+            .into_iter()
+            .map(Method::parse)
+            .collect()
+    }
+
     /// Checks the headers every request and response must have (RFC 3261 8.1.1).
     pub fn validate(&self) -> Result<(), ParseError> {
         self.call_id()?;
@@ -713,10 +785,12 @@ impl StreamFramer {
         let head = String::from_utf8_lossy(&self.buf[..head_end]);
         // Content-Length is mandatory on streams; treat its absence as an empty body.
         let len = raw_content_length(&head)?.unwrap_or(0);
-        let total = body_start + len;
-        if total > MAX_MESSAGE {
-            return Err(ParseError::TooLarge);
-        }
+        // Checked: a Content-Length near usize::MAX must not overflow (a panic in debug builds, a
+        // wrapped, too short frame in release).
+        let total = body_start
+            .checked_add(len)
+            .filter(|&t| t <= MAX_MESSAGE)
+            .ok_or(ParseError::TooLarge)?;
         if self.buf.len() < total {
             return Ok(None);
         }
@@ -766,6 +840,38 @@ l: 4\r\n\r\nv=0\r\nEXTRA";
         assert_eq!(m.header("Subject"), Some("folded continues here"));
         assert_eq!(m.body, b"v=0\r");
         m.validate().unwrap();
+    }
+
+    #[test]
+    fn option_tag_and_number_accessors() {
+        let raw = "SIP/2.0 423 Interval Too Brief\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKa\r\n\
+From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n\
+Min-Expires: 3600\r\nk: gruu, outbound\r\nSupported: path\r\nRequire: outbound\r\n\
+Unsupported: foo, bar\r\nAllow: INVITE,ACK, FOO\r\nMax-Forwards: 69\r\n\
+Content-Type: application/sdp\r\nContent-Length: 0\r\n\r\n";
+        let m = Message::parse(raw.as_bytes()).unwrap();
+        assert_eq!(m.min_expires(), Some(3600));
+        assert_eq!(m.supported(), ["gruu", "outbound", "path"]);
+        assert_eq!(m.require(), ["outbound"]);
+        assert_eq!(m.unsupported(), ["foo", "bar"]);
+        assert_eq!(
+            m.allow(),
+            [Method::Invite, Method::Ack, Method::Other("FOO".into())]
+        );
+        assert_eq!(m.max_forwards(), Some(69));
+        assert_eq!(m.content_type(), Some("application/sdp"));
+    }
+
+    #[test]
+    fn a_value_folded_onto_the_next_line_has_no_stray_space() {
+        let raw = "BYE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKa\r\n\
+From: <sip:a@h>;tag=1\r\nTo:\r\n <sip:b@h>;tag=2\r\nCall-ID:\r\n\tc-1\r\n \r\n\
+CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n";
+        let m = Message::parse(raw.as_bytes()).unwrap();
+        assert_eq!(m.call_id().unwrap(), "c-1");
+        assert_eq!(m.header("To"), Some("<sip:b@h>;tag=2"));
+        let back = Message::parse(&m.to_bytes()).unwrap();
+        assert_eq!(back.headers, m.headers);
     }
 
     #[test]
@@ -827,6 +933,13 @@ l: 4\r\n\r\nv=0\r\nEXTRA";
             f.next_frame().unwrap(),
             Some(Frame::Message(one.as_bytes().to_vec()))
         );
+    }
+
+    #[test]
+    fn stream_with_a_huge_content_length_is_an_error() {
+        let mut f = StreamFramer::default();
+        f.push(b"OPTIONS sip:a@h SIP/2.0\r\nContent-Length: 18446744073709551615\r\n\r\n");
+        assert_eq!(f.next_frame(), Err(ParseError::TooLarge));
     }
 
     #[test]
