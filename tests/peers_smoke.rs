@@ -183,3 +183,9 @@ fn baresip_calls_with_srtp_and_video() -> Result<()> {
     assert!(bob.log_contains("audio: SRTP is Enabled"), "{}", bob.log());
     Ok(())
 }
+
+#[test]
+fn pcma_has_the_g711_reference_values() {
+    // silence, -1, full scale positive and negative
+    assert_eq!(pcma(&[0, -1, i16::MAX, i16::MIN]), [0xD5, 0x55, 0xAA, 0x2A]);
+}

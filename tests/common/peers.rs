@@ -53,8 +53,6 @@ const KAMAILIO_CFG: &str = include_str!("../peers/kamailio.cfg.in");
 const SIPP_UAS_XML: &str = include_str!("../peers/sipp/uas-echo.xml");
 const SIPP_UAC_XML: &str = include_str!("../peers/sipp/uac-call.xml.in");
 const BARESIP_CONFIG: &str = include_str!("../peers/baresip-config.in");
-/// ~4.7 s of PCMA RTP, shipped by the Debian package sip-tester.
-const SIPP_PCMA_PCAP: &str = "/usr/share/sip-tester/g711a.pcap";
 const BARESIP_MODULES: &str = "/usr/lib/baresip/modules";
 /// How long a stopped peer gets to exit before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -720,7 +718,8 @@ impl fmt::Display for SippOutcome {
 
 impl SippUac {
     /// A UAC on SIP port `local_port` (control socket on `local_port + 1`: take it with
-    /// [`PortBlock::sip_port`]) and RTP port `rtp_port` (take 4), playing PCMA for 2 s.
+    /// [`PortBlock::sip_port`]) and RTP port `rtp_port` (take 4), sending a 440 Hz tone as PCMA
+    /// for 2 s.
     pub fn new(local_port: u16, rtp_port: u16) -> SippUac {
         SippUac {
             local_port,
@@ -736,7 +735,7 @@ impl SippUac {
         self
     }
 
-    /// How long the call lasts between ACK and BYE (the PCMA recording lasts ~4.7 s at most).
+    /// How long the call lasts between ACK and BYE (the tone loops until the BYE).
     pub fn hold(mut self, hold: Duration) -> SippUac {
         self.hold = hold;
         self
@@ -749,10 +748,12 @@ impl SippUac {
         let bin = require("sipp");
         let dir = peer_dir("sipp-uac")?;
         let media = if self.media {
-            let pcap = require_path(SIPP_PCMA_PCAP, "sip-tester");
+            // rtp_stream sends from the -mp socket; play_pcap_audio would need a raw socket (root).
+            let tone = dir.path().join("tone.pcma");
+            fs::write(&tone, pcma(&tone_samples(440, 10))).context("writing tone.pcma")?;
             format!(
-                r#"<nop><action><exec play_pcap_audio="{}"/></action></nop>"#,
-                pcap.display()
+                r#"<nop><action><exec rtp_stream="{},-1,8"/></action></nop>"#,
+                tone.display()
             )
         } else {
             String::new()
@@ -987,7 +988,7 @@ impl Baresip {
         require_path(BARESIP_MODULES, "baresip-core");
         let dir = peer_dir(&format!("baresip-{}", config.user))?;
         let tone = dir.path().join("tone.wav");
-        fs::write(&tone, tone_wav(440, 60)).context("writing tone.wav")?;
+        fs::write(&tone, wav_8k(&tone_samples(440, 60))).context("writing tone.wav")?;
         fs::write(dir.path().join("config"), config.config_file(&tone))
             .context("writing baresip config")?;
         fs::write(dir.path().join("accounts"), config.accounts_file())
@@ -1100,11 +1101,25 @@ impl Baresip {
     }
 }
 
-/// A 16-bit mono 8 kHz WAV file of a `freq` Hz sine tone at half scale.
-pub fn tone_wav(freq: u16, seconds: u32) -> Vec<u8> {
+// ---------------------------------------------------------------------------------------------------
+// Audio files for the peers
+
+/// 8 kHz samples of a `freq` Hz sine at half scale, `seconds` long.
+pub fn tone_samples(freq: u16, seconds: u32) -> Vec<i16> {
+    // One second holds whole periods of a whole-Hz tone: compute it once, repeat it.
+    let second: Vec<i16> = (0..8000u32)
+        .map(|n| {
+            let phase = 2.0 * std::f64::consts::PI * f64::from(freq) * f64::from(n) / 8000.0;
+            (0.5 * f64::from(i16::MAX) * phase.sin()) as i16
+        })
+        .collect();
+    second.repeat(seconds as usize)
+}
+
+/// A 16-bit mono 8 kHz WAV file of `samples` (baresip's microphone).
+pub fn wav_8k(samples: &[i16]) -> Vec<u8> {
     const RATE: u32 = 8000;
-    let samples = RATE * seconds;
-    let data_len = samples * 2;
+    let data_len = u32::try_from(samples.len() * 2).expect("WAV under 4 GiB");
     let mut wav = Vec::with_capacity(44 + data_len as usize);
     wav.extend_from_slice(b"RIFF");
     wav.extend_from_slice(&(36 + data_len).to_le_bytes());
@@ -1118,16 +1133,30 @@ pub fn tone_wav(freq: u16, seconds: u32) -> Vec<u8> {
     wav.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
     wav.extend_from_slice(b"data");
     wav.extend_from_slice(&data_len.to_le_bytes());
-    // One second holds whole periods of a whole-Hz tone: compute it once, repeat it.
-    let second: Vec<u8> = (0..RATE)
-        .flat_map(|n| {
-            let phase =
-                2.0 * std::f64::consts::PI * f64::from(freq) * f64::from(n) / f64::from(RATE);
-            ((0.5 * f64::from(i16::MAX) * phase.sin()) as i16).to_le_bytes()
-        })
-        .collect();
-    for _ in 0..seconds {
-        wav.extend_from_slice(&second);
+    for sample in samples {
+        wav.extend_from_slice(&sample.to_le_bytes());
     }
     wav
+}
+
+/// Raw G.711 A-law (PCMA) bytes of `samples` (sipp's `rtp_stream` file format).
+pub fn pcma(samples: &[i16]) -> Vec<u8> {
+    samples.iter().map(|&s| alaw(s)).collect()
+}
+
+/// G.711 A-law: sign, 3-bit segment (the position of the magnitude's top bit), 4-bit mantissa, of
+/// the 13-bit magnitude; even bits inverted.
+fn alaw(sample: i16) -> u8 {
+    let (sign, magnitude) = if sample >= 0 {
+        (0x80u8, sample as u16 >> 3)
+    } else {
+        (0x00, (-(i32::from(sample)) - 1) as u16 >> 3)
+    };
+    let (segment, mantissa) = if magnitude < 32 {
+        (0u8, (magnitude >> 1) as u8)
+    } else {
+        let segment = (15 - magnitude.leading_zeros() - 4) as u8;
+        (segment, ((magnitude >> segment) & 0x0F) as u8)
+    };
+    (sign | segment << 4 | mantissa) ^ 0x55
 }
