@@ -13,15 +13,10 @@ use common::peers::*;
 fn kamailio_listens_on_udp_and_tcp() -> Result<()> {
     let ports = PortBlock::acquire();
     let started = Instant::now();
-    let kam = Kamailio::start(ports.port(), ports.port())?;
+    let mut kam = Kamailio::start(ports.port(), ports.port())?;
     eprintln!("kamailio ready in {:?}", started.elapsed());
     assert!(udp_listening(kam.port()) && tcp_listening(kam.port()));
-    assert!(
-        kam.log()
-            .contains(&format!("udp: 127.0.0.1 [127.0.0.1]:{}", kam.port())),
-        "{}",
-        kam.log()
-    );
+    kam.wait_for(&format!("tcp: 127.0.0.1 [127.0.0.1]:{}", kam.port()), WAIT)?;
     Ok(())
 }
 
@@ -30,17 +25,18 @@ fn baresip_registers_over_udp_and_tcp() -> Result<()> {
     let ports = PortBlock::acquire();
     let kam = Kamailio::start(ports.port(), ports.port())?;
     let started = Instant::now();
-    let alice = Baresip::start(BaresipConfig::from_ports("alice", &ports).registrar(kam.port()))?;
+    let mut alice =
+        Baresip::start(BaresipConfig::from_ports("alice", &ports).registrar(kam.port()))?;
     eprintln!("alice registered (udp) in {:?}", started.elapsed());
     let started = Instant::now();
-    let bob = Baresip::start(
+    let mut bob = Baresip::start(
         BaresipConfig::from_ports("bob", &ports)
             .registrar(kam.port())
             .transport(Transport::Tcp),
     )?;
     eprintln!("bob registered (tcp) in {:?}", started.elapsed());
-    assert!(alice.log_contains("{0/UDP/v4} 200 OK"), "{}", alice.log());
-    assert!(bob.log_contains("{0/TCP/v4} 200 OK"), "{}", bob.log());
+    alice.wait_for("{0/UDP/v4} 200 OK", WAIT)?;
+    bob.wait_for("{0/TCP/v4} 200 OK", WAIT)?;
     Ok(())
 }
 

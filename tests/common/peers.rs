@@ -352,10 +352,15 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A running peer: the child, its output, its temp dir; stopped and waited for on drop.
+/// A running peer: the child, its output, its temp dir; stopped and waited for on drop. It leads
+/// its own process group, which is SIGKILLed once the peer has exited, before the peer is reaped
+/// (so the group id cannot have been reused): nothing it forked outlives it, e.g. a Kamailio worker
+/// its main process left behind.
 struct Peer {
     name: String,
     child: Child,
+    /// Set once the child has been reaped.
+    status: Option<ExitStatus>,
     output: Output,
     /// Sent first on stop; SIGKILL follows after [`STOP_GRACE`].
     stop_signal: libc::c_int,
@@ -367,9 +372,12 @@ struct Peer {
 
 impl Peer {
     fn spawn(name: &str, mut cmd: Command, dir: TempDir, stop_signal: libc::c_int) -> Result<Peer> {
+        // One pipe for stdout and stderr keeps the lines in the order the peer wrote them.
+        let (reader, writer) = io::pipe().context("creating an output pipe")?;
         cmd.current_dir(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdout(writer.try_clone().context("duplicating the output pipe")?)
+            .stderr(writer)
+            .process_group(0);
         // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
         unsafe {
             cmd.pre_exec(|| {
@@ -382,13 +390,14 @@ impl Peer {
         let mut child = cmd
             .spawn()
             .with_context(|| format!("starting {name}: {cmd:?}"))?;
+        drop(cmd); // our copies of the pipe's write end: the reader sees EOF when the peer's close
         let output = Output::default();
-        output.attach(name, child.stdout.take().expect("piped stdout"));
-        output.attach(name, child.stderr.take().expect("piped stderr"));
+        output.attach(name, reader);
         let stdin = child.stdin.take();
         Ok(Peer {
             name: name.to_string(),
             child,
+            status: None,
             output,
             stop_signal,
             stop_command: None,
@@ -401,21 +410,43 @@ impl Peer {
         self.dir.as_ref().expect("peer dir").path()
     }
 
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
+    /// Whether the peer's main process has exited, without reaping it.
+    fn has_exited(&self) -> bool {
+        if self.status.is_some() {
+            return true;
+        }
+        // SAFETY: waitid only writes the siginfo_t we own; WNOWAIT leaves the child unreaped.
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+            libc::waitid(libc::P_PID, self.child.id(), &mut info, flags) != 0 || info.si_pid() != 0
+        }
     }
 
+    /// Waits up to `timeout` for the peer to exit; then kills its process group and reaps it.
     fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.exited() {
-                return Some(status);
-            }
+        while !self.has_exited() {
             if Instant::now() >= deadline {
                 return None;
             }
             thread::sleep(Duration::from_millis(5));
         }
+        Some(self.reap())
+    }
+
+    /// SIGKILLs the process group (the main process if still there, whatever it forked), reaps.
+    fn reap(&mut self) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        // SAFETY: plain syscall; the group id is still ours since its leader is not reaped yet.
+        unsafe {
+            libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL);
+        }
+        let status = self.child.wait().expect("waiting for a peer");
+        self.status = Some(status);
+        status
     }
 
     fn signal(&self, signal: libc::c_int) {
@@ -426,9 +457,9 @@ impl Peer {
     }
 
     /// Asks the peer to stop, then kills it; waits for it either way.
-    fn stop(&mut self) -> Option<ExitStatus> {
-        if let Some(status) = self.exited() {
-            return Some(status);
+    fn stop(&mut self) -> ExitStatus {
+        if self.has_exited() {
+            return self.reap();
         }
         let asked = match (self.stop_command, self.stdin.as_mut()) {
             (Some(line), Some(stdin)) => writeln!(stdin, "{line}").is_ok(),
@@ -437,11 +468,7 @@ impl Peer {
         if !asked {
             self.signal(self.stop_signal);
         }
-        if let Some(status) = self.wait_exit(STOP_GRACE) {
-            return Some(status);
-        }
-        let _ = self.child.kill();
-        self.child.wait().ok()
+        self.wait_exit(STOP_GRACE).unwrap_or_else(|| self.reap())
     }
 
     /// Polls `ready` until it holds; fails early when the peer exits.
@@ -456,7 +483,8 @@ impl Peer {
             if ready() {
                 return Ok(());
             }
-            if let Some(status) = self.exited() {
+            if self.has_exited() {
+                let status = self.reap();
                 self.output.wait_closed(Duration::from_millis(500));
                 return Err(self.error(&format!("exited ({status}) before {what}")));
             }
@@ -588,6 +616,11 @@ impl Kamailio {
     /// Kamailio's log so far.
     pub fn log(&self) -> String {
         self.peer.output.text()
+    }
+
+    /// Waits until `needle` is in Kamailio's log (e.g. an `xlog` line of the config).
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<()> {
+        self.peer.wait_output(0, &[needle], timeout).map(|_| ())
     }
 
     /// Process id of the main process (for CPU/RSS figures).
