@@ -3,11 +3,11 @@
 //!
 //! ```ignore
 //! let ports = PortBlock::acquire();                // first: dropped last, after the peers
-//! let kam = Kamailio::start(ports.port(), ports.port())?;
+//! let kam = Kamailio::start(ports.port(), ports.port())?;   // SIP port, echo UAS port
 //! let mut bob = Baresip::start(BaresipConfig::from_ports("bob", &ports).registrar(kam.port()))?;
 //! let uac = SippUac::new(ports.sip_port(), ports.rtp_ports(4).0).run(kam.port(), "bob")?;
 //! assert!(uac.success(), "{uac}");
-//! bob.wait_for("Call established", WAIT)?;
+//! bob.wait_for(baresip_log::CALL_ESTABLISHED, WAIT)?;
 //! ```
 //!
 //! - Ports: every test takes its own [`PortBlock`] of [`PORT_BLOCK_SIZE`] ports, locked (flock) for the
@@ -15,9 +15,10 @@
 //!   long as the peers run (declare it first). A SIP UA needs two ports ([`PortBlock::sip_port`]):
 //!   baresip also listens for TLS on port + 1, sipp puts its control socket there.
 //! - Cleanup: dropping a peer stops it (Kamailio: SIGTERM so it takes its worker processes down;
-//!   baresip: `/quit`; then SIGKILL after a grace period) and waits for it, also while a test panics.
-//!   Children also get SIGTERM when the thread that started them ends (PR_SET_PDEATHSIG), so a killed
-//!   test run leaves nothing behind: start peers on the test's own thread, never in a static.
+//!   baresip: `/quit`; sipp: SIGTERM; SIGKILL after a grace period), SIGKILLs its process group
+//!   (whatever it forked) and reaps it, also while a test panics. Peers also get SIGTERM when the
+//!   thread that started them ends (PR_SET_PDEATHSIG), so a killed test run leaves nothing behind:
+//!   start peers on the test's own thread, never in a static.
 //! - Debugging: a panicking test prints each dropped peer's output; errors returned by the harness end
 //!   with the peer's last output. `DIALTONE_PEER_LOGS=1` prints every peer's output when it is
 //!   dropped, `DIALTONE_KEEP_PEER_DIRS=1` keeps each peer's temp dir (generated configs, sipp error
