@@ -1,0 +1,5 @@
+//! Fixtures shared by the integration tests (`mod common;` in a test file).
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
+pub mod peers;
