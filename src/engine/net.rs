@@ -71,12 +71,26 @@ impl Net {
         let listen = settings
             .listen_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 5060)));
-        let udp = UdpSocket::bind(listen)
-            .await
-            .map_err(|source| NetError::Bind {
-                addr: listen,
-                source,
-            })?;
+        let udp = match UdpSocket::bind(listen).await {
+            Ok(s) => s,
+            // The default port is often taken (another softphone, a local PBX): take any free one
+            // rather than not starting. A port the user chose is never swapped silently.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && listen.port() == 5060 => {
+                tracing::warn!("{listen} is in use; listening on a free port instead");
+                UdpSocket::bind(SocketAddr::new(listen.ip(), 0))
+                    .await
+                    .map_err(|source| NetError::Bind {
+                        addr: listen,
+                        source,
+                    })?
+            }
+            Err(source) => {
+                return Err(NetError::Bind {
+                    addr: listen,
+                    source,
+                });
+            }
+        };
         let bound = udp.local_addr().map_err(|source| NetError::Bind {
             addr: listen,
             source,
