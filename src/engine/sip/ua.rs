@@ -666,8 +666,8 @@ impl UserAgent {
             return;
         };
         match code {
-            100 => {}
-            101..=199 => {
+            100..=199 => {
+                // Any provisional response, 100 included, allows a CANCEL (RFC 3261 9.1).
                 call.provisional_seen = true;
                 if resp
                     .header("Content-Type")
@@ -684,8 +684,10 @@ impl UserAgent {
                     }
                 }
                 let pending_cancel = call.cancel_pending;
-                if let Some(e) = call.set_phase(Phase::Ringing, Some(code), now) {
-                    self.emit(e);
+                if code > 100 {
+                    if let Some(e) = call.set_phase(Phase::Ringing, Some(code), now) {
+                        self.emit(e);
+                    }
                 }
                 if pending_cancel {
                     self.send_cancel(id, now);
