@@ -684,10 +684,10 @@ impl UserAgent {
                     }
                 }
                 let pending_cancel = call.cancel_pending;
-                if code > 100 {
-                    if let Some(e) = call.set_phase(Phase::Ringing, Some(code), now) {
-                        self.emit(e);
-                    }
+                if code > 100
+                    && let Some(e) = call.set_phase(Phase::Ringing, Some(code), now)
+                {
+                    self.emit(e);
                 }
                 if pending_cancel {
                     self.send_cancel(id, now);
