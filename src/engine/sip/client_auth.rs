@@ -9,8 +9,8 @@ use super::message::Message;
 pub struct ClientAuth {
     user: String,
     password: String,
-    /// (is Proxy-Authenticate, challenge, its nonce count)
-    challenges: Vec<(bool, Challenge, NonceCounter)>,
+    /// (is Proxy-Authenticate, challenge, its nonce count, requests answered with it)
+    challenges: Vec<(bool, Challenge, NonceCounter, u32)>,
 }
 
 /// Why a challenge cannot be answered.
@@ -60,19 +60,26 @@ impl ClientAuth {
             return Err(AuthFailure::Unsupported);
         }
         for (proxy, ch) in &fresh {
-            // The same realm and nonce again, not marked stale: our answer was wrong.
-            let repeated = self
+            let Some((_, old, _, answered)) = self
                 .challenges
                 .iter()
-                .any(|(p, old, _)| p == proxy && old.realm == ch.realm && old.nonce == ch.nonce);
-            if repeated && !ch.stale {
+                .find(|(p, old, ..)| p == proxy && old.realm == ch.realm)
+            else {
+                continue;
+            };
+            // Challenged again for the same realm, not marked stale, and either with the same
+            // nonce or right after our first answer to a new one: the credentials are wrong. Most
+            // servers hand out a fresh nonce with every challenge, so comparing nonces alone would
+            // resend forever. Only a nonce we had used several times may just have expired.
+            if !ch.stale && (old.nonce == ch.nonce || *answered == 1) {
                 return Err(AuthFailure::Rejected);
             }
         }
         for (proxy, ch) in fresh {
             self.challenges
-                .retain(|(p, old, _)| !(*p == proxy && old.realm == ch.realm));
-            self.challenges.push((proxy, ch, NonceCounter::default()));
+                .retain(|(p, old, ..)| !(*p == proxy && old.realm == ch.realm));
+            self.challenges
+                .push((proxy, ch, NonceCounter::default(), 0));
         }
         Ok(())
     }
@@ -83,7 +90,8 @@ impl ClientAuth {
         req.remove_header("Proxy-Authorization");
         let method = req.method().map(|m| m.to_string()).unwrap_or_default();
         let uri = req.request_uri().unwrap_or_default().to_string();
-        for (proxy, ch, counter) in &mut self.challenges {
+        for (proxy, ch, counter, answered) in &mut self.challenges {
+            *answered = answered.saturating_add(1);
             let nc = counter.next_nc(&ch.nonce);
             let value = auth::authorization(
                 ch,
@@ -106,5 +114,50 @@ impl ClientAuth {
 
     pub fn has_challenges(&self) -> bool {
         !self.challenges.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenge(nonce: &str, stale: bool) -> Message {
+        let stale = if stale { ", stale=true" } else { "" };
+        let raw = format!(
+            "SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP 127.0.0.1:5065;branch=z9hG4bKa\r\n\
+From: <sip:carol@127.0.0.1>;tag=f\r\nTo: <sip:carol@127.0.0.1>;tag=t\r\nCall-ID: c\r\n\
+CSeq: 1 REGISTER\r\nWWW-Authenticate: Digest realm=\"r\", nonce=\"{nonce}\"{stale}\r\n\
+Content-Length: 0\r\n\r\n"
+        );
+        Message::parse(raw.as_bytes()).unwrap()
+    }
+
+    fn answer(auth: &mut ClientAuth) {
+        let mut req = Message::request(super::super::message::Method::Register, "sip:127.0.0.1");
+        auth.apply(&mut req);
+        assert!(req.header("Authorization").is_some());
+    }
+
+    #[test]
+    fn a_fresh_nonce_right_after_our_first_answer_means_wrong_credentials() {
+        let mut auth = ClientAuth::new("carol", "bad");
+        assert_eq!(auth.on_challenge(&challenge("n1", false)), Ok(()));
+        answer(&mut auth);
+        assert_eq!(
+            auth.on_challenge(&challenge("n2", false)),
+            Err(AuthFailure::Rejected)
+        );
+    }
+
+    #[test]
+    fn a_new_nonce_for_a_well_used_one_or_a_stale_one_is_answered() {
+        let mut auth = ClientAuth::new("carol", "pw");
+        assert_eq!(auth.on_challenge(&challenge("n1", false)), Ok(()));
+        answer(&mut auth);
+        answer(&mut auth);
+        // A refresh met an expired nonce (some servers do not say stale).
+        assert_eq!(auth.on_challenge(&challenge("n2", false)), Ok(()));
+        answer(&mut auth);
+        assert_eq!(auth.on_challenge(&challenge("n3", true)), Ok(()));
     }
 }
