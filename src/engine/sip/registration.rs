@@ -31,6 +31,8 @@ pub struct Registration {
     pub public: Option<(String, u16)>,
     /// The user asked to stop (quit or account off): the next REGISTER has Expires: 0.
     pub unregistering: bool,
+    /// Why the REGISTER in flight could not be sent (refused, TLS handshake failed), if it could not.
+    pub transport_error: Option<String>,
 }
 
 /// What a response (or a timeout) means for the registration.
@@ -76,6 +78,7 @@ impl Registration {
             stale_contact: None,
             public: None,
             unregistering: false,
+            transport_error: None,
         }
     }
 
@@ -165,9 +168,10 @@ impl Registration {
         }
     }
 
-    /// No response (timer F) or the transport failed.
+    /// No response (timer F) or the transport failed (`transport_error` says why).
     pub fn on_timeout(&mut self, now: Instant) -> RegOutcome {
         self.pending = None;
+        let transport_error = self.transport_error.take();
         if self.unregistering {
             self.state = RegistrationState::Unregistered;
             return RegOutcome::Unregistered;
@@ -175,7 +179,10 @@ impl Registration {
         self.fail(now);
         RegOutcome::Failed {
             code: None,
-            reason: "no response from the registrar".into(),
+            reason: match transport_error {
+                Some(why) => format!("cannot reach the registrar: {why}"),
+                None => "no response from the registrar".into(),
+            },
         }
     }
 

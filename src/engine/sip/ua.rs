@@ -1641,6 +1641,21 @@ impl UserAgent {
                 let owner = e.owner.clone();
                 let t = e.target.clone();
                 let outputs = e.tx.on_transport_error();
+                // Say why, rather than let it look like an unanswered request (timeout).
+                match owner {
+                    Owner::Register(i) => {
+                        if let Some(a) = self.accounts.get_mut(i) {
+                            a.reg.transport_error = Some(why.to_string());
+                        }
+                    }
+                    Owner::Invite(id)
+                        if self.calls.get(&id).is_some_and(|c| c.phase != Phase::Ended) =>
+                    {
+                        self.error(format!("call {id}: {why}"));
+                        self.end_call(id, EndReason::Error, None, now);
+                    }
+                    _ => {}
+                }
                 self.client_outputs(owner, t, outputs, now);
             }
         }
