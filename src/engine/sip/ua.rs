@@ -939,7 +939,9 @@ impl UserAgent {
         if call.phase != Phase::Established {
             return self.error(format!("call {id} is not established"));
         }
-        if call.reinvite.is_some() || call.pending_ok.is_some() {
+        // Our 2xx may still wait for its ACK: that matters only when the 2xx carried our offer
+        // (the answer comes in the ACK); otherwise the exchange is complete (RFC 3261 14.1).
+        if call.reinvite.is_some() || call.awaiting_ack_answer {
             return self.error(format!(
                 "call {id}: an offer/answer exchange is already in progress"
             ));
