@@ -2,18 +2,20 @@
 //!
 //! It listens on 127.0.0.1: UDP and TCP on one port, TLS on another (with a throw-away CA whose
 //! PEM file an account can trust through `tls_ca`). REGISTER is challenged with digest auth (MD5
-//! or SHA-256), checked against a user table, and the bindings are kept with their expiry;
-//! `Expires: 0` removes one. The 200 lists every binding as `Contact: <…>;expires=N`, and the Via
-//! of every request gets `received` (and `rport` when asked for, RFC 3581). An optional
-//! Min-Expires makes too short registrations fail with 423.
+//! or SHA-256, a fresh nonce with every 401), checked against a user table, and the bindings are
+//! kept with their expiry; `Expires: 0` removes one. The 200 lists every binding as
+//! `Contact: <…>;expires=N`, and the Via of every request gets `received` (and `rport` when asked
+//! for, RFC 3581). Options: Min-Expires (423 for shorter registrations), single-use nonces, and
+//! a 407 challenge on initial INVITEs from our users.
 //!
 //! INVITE, ACK, BYE, CANCEL (and any other request not for the registrar itself) are proxied
 //! statelessly (RFC 3261 16.11): a Request-URI on the registrar is looked up in the bindings and
 //! rewritten to the Contact; the proxy adds its Via (branch derived from the incoming one, so a
-//! CANCEL or a non-2xx ACK gets the INVITE's branch) and a `Record-Route: <sip:IP:PORT;lr>` on
-//! initial INVITEs, pops its own Route, and takes its Via off responses before passing them on.
-//! Stream connections are reused both ways: a binding made over TCP is reached over the very
-//! connection it registered on while that connection lives.
+//! CANCEL or a non-2xx ACK gets the INVITE's branch) and `Record-Route: <sip:IP:PORT;lr>` on
+//! initial INVITEs (two of them when one leg is TLS, RFC 5658), pops its own Routes, and takes
+//! its Via off responses before passing them on. Stream connections are reused both ways: a
+//! binding made over TCP or TLS is reached over the very connection it registered on while that
+//! connection lives (the registrar never dials TLS).
 //!
 //! Everything runs on its own thread with a current-thread tokio runtime; counters and the
 //! bindings can be read from the test at any time. Nothing in here panics on what arrives.
@@ -36,6 +38,8 @@ use tokio_rustls::rustls;
 
 /// Prefix of the Via branches this proxy writes (after the RFC 3261 magic cookie).
 const BRANCH_PREFIX: &str = "z9hG4bK-dtreg-";
+/// Prefix of the To tags of the final responses the registrar itself sends.
+const TAG_PREFIX: &str = "dtreg";
 /// Longest registration granted.
 const MAX_EXPIRES: u32 = 3600;
 
@@ -53,6 +57,8 @@ pub struct Options {
     /// Accept each nonce once only: a refresh that reuses it is challenged again, without
     /// `stale=true` (as some servers do).
     pub single_use_nonces: bool,
+    /// Challenge initial INVITEs from our users with 407 (Proxy-Authenticate), like a PBX.
+    pub challenge_invites: bool,
 }
 
 impl Default for Options {
@@ -64,6 +70,7 @@ impl Default for Options {
             qop: true,
             min_expires: None,
             single_use_nonces: false,
+            challenge_invites: false,
         }
     }
 }
@@ -88,6 +95,11 @@ impl Options {
         self.single_use_nonces = true;
         self
     }
+
+    pub fn challenge_invites(mut self) -> Self {
+        self.challenge_invites = true;
+        self
+    }
 }
 
 /// One registered Contact.
@@ -104,6 +116,7 @@ pub struct Binding {
 #[derive(Debug, Default)]
 struct Counters {
     registers: AtomicUsize,
+    challenges: AtomicUsize,
     auth_failures: AtomicUsize,
     unknown_nonces: AtomicUsize,
     too_brief: AtomicUsize,
@@ -118,6 +131,8 @@ struct State {
     nonces: HashSet<String>,
     /// AOR user → bindings.
     bindings: HashMap<String, Vec<Binding>>,
+    /// Requests proxied on, by method.
+    forwarded: HashMap<String, usize>,
 }
 
 type Writer = mpsc::UnboundedSender<Vec<u8>>;
@@ -238,7 +253,12 @@ impl Registrar {
         self.shared.counters.registers.load(Ordering::SeqCst)
     }
 
-    /// REGISTERs whose credentials were wrong (bad digest, unknown user or nonce).
+    /// 401 and 407 challenges sent.
+    pub fn challenges(&self) -> usize {
+        self.shared.counters.challenges.load(Ordering::SeqCst)
+    }
+
+    /// Requests whose credentials were wrong (bad digest, unknown user or nonce).
     pub fn auth_failures(&self) -> usize {
         self.shared.counters.auth_failures.load(Ordering::SeqCst)
     }
@@ -259,6 +279,15 @@ impl Registrar {
             .counters
             .forwarded_requests
             .load(Ordering::SeqCst)
+    }
+
+    /// Requests of `method` proxied on.
+    pub fn forwarded(&self, method: &str) -> usize {
+        lock(&self.shared.state)
+            .forwarded
+            .get(method)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Responses passed back.
@@ -590,28 +619,40 @@ impl Shared {
         if let Ok(to) = req.to()
             && to.tag().is_none()
         {
-            let tag = format!("{:08x}", rand::random::<u32>());
+            let tag = format!("{TAG_PREFIX}{:08x}", rand::random::<u32>());
             resp.set_header("To", to.with_tag(&tag).to_string());
         }
         resp.push_header("Server", "dialtone-test-registrar");
         resp
     }
 
-    fn challenge(&self, req: &Message) -> Message {
+    /// A 401 (registrar) or 407 (proxy) with a fresh nonce.
+    fn challenge(&self, req: &Message, proxy: bool) -> Message {
+        self.counters.challenges.fetch_add(1, Ordering::SeqCst);
         let nonce = format!("{:032x}", rand::random::<u128>());
         lock(&self.state).nonces.insert(nonce.clone());
-        let mut resp = self.final_response(req, 401, "Unauthorized");
+        let (code, reason, header) = if proxy {
+            (407, "Proxy Authentication Required", "Proxy-Authenticate")
+        } else {
+            (401, "Unauthorized", "WWW-Authenticate")
+        };
+        let mut resp = self.final_response(req, code, reason);
         resp.push_header(
-            "WWW-Authenticate",
+            header,
             challenge_header(&self.opts.realm, &nonce, self.opts.algorithm, self.opts.qop),
         );
         resp
     }
 
-    /// Whether the Authorization of a REGISTER is right: Some(true/false), or None without one
-    /// (or with a nonce we do not accept any more).
-    fn check_credentials(&self, req: &Message) -> Option<bool> {
-        let value = req.header("Authorization")?;
+    /// Whether the (Proxy-)Authorization of a request is right: Some(true/false), or None without
+    /// one (or with a nonce we do not accept any more).
+    fn check_credentials(&self, req: &Message, proxy: bool) -> Option<bool> {
+        let name = if proxy {
+            "Proxy-Authorization"
+        } else {
+            "Authorization"
+        };
+        let value = req.header(name)?;
         let Ok(creds) = Credentials::parse(value) else {
             return Some(false);
         };
@@ -636,7 +677,10 @@ impl Shared {
         let ok = creds.realm == self.opts.realm
             && creds.algorithm == self.opts.algorithm
             && Some(creds.uri.as_str()) == req.request_uri()
-            && password.is_some_and(|p| creds.verify(p, "REGISTER", &req.body));
+            && password.is_some_and(|p| {
+                let method = req.method().map(|m| m.as_str()).unwrap_or_default();
+                creds.verify(p, method, &req.body)
+            });
         Some(ok)
     }
 
@@ -645,11 +689,11 @@ impl Shared {
         let Some(user) = req.to().ok().and_then(|t| t.uri.user) else {
             return self.final_response(req, 400, "No User In To");
         };
-        match self.check_credentials(req) {
-            None => return self.challenge(req),
+        match self.check_credentials(req, false) {
+            None => return self.challenge(req, false),
             Some(false) => {
                 self.counters.auth_failures.fetch_add(1, Ordering::SeqCst);
-                return self.challenge(req);
+                return self.challenge(req, false);
             }
             Some(true) => {}
         }
@@ -787,6 +831,25 @@ impl Shared {
         if max_forwards == 0 {
             return refuse(&req, 483, "Too Many Hops");
         }
+        let to_tag = req.to().ok().and_then(|t| t.tag().map(str::to_string));
+        if is_ack && to_tag.as_deref().is_some_and(|t| t.starts_with(TAG_PREFIX)) {
+            // The ACK of a final response we sent ourselves (a 407, a 404): it ends here.
+            return Vec::new();
+        }
+        let from_user = req.from().ok().and_then(|f| f.uri.user);
+        let ours = from_user
+            .as_deref()
+            .is_some_and(|u| self.opts.users.iter().any(|(n, _)| n == u));
+        if self.opts.challenge_invites && method == Method::Invite && to_tag.is_none() && ours {
+            match self.check_credentials(&req, true) {
+                Some(true) => {}
+                Some(false) => {
+                    self.counters.auth_failures.fetch_add(1, Ordering::SeqCst);
+                    return self.reply(transport, source, self.challenge(&req, true));
+                }
+                None => return self.reply(transport, source, self.challenge(&req, true)),
+            }
+        }
         // Our own Route (we record-routed this dialog) is popped (loose routing, 16.4).
         let mut routes: Vec<String> = req
             .header_values("Route")
@@ -842,8 +905,7 @@ impl Shared {
         for r in routes {
             req.push_header("Route", r);
         }
-        let initial_invite =
-            method == Method::Invite && req.to().ok().is_some_and(|t| t.tag().is_none());
+        let initial_invite = method == Method::Invite && to_tag.is_none();
         if initial_invite {
             // One Record-Route, or two when the legs differ in TLS (RFC 5658): the top one for
             // the callee's side, the next for the caller's; each side's route set starts with its own.
@@ -893,6 +955,10 @@ impl Shared {
         self.counters
             .forwarded_requests
             .fetch_add(1, Ordering::SeqCst);
+        *lock(&self.state)
+            .forwarded
+            .entry(method.to_string())
+            .or_default() += 1;
         vec![Out {
             transport: dest.0,
             addr: dest.1,
