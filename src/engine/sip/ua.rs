@@ -787,7 +787,13 @@ impl UserAgent {
         if second_fork || call.phase == Phase::Ended {
             // A fork we do not want, or a call the user already hung up: end that dialog too.
             tracing::info!(call = %id, "ending an unwanted 2xx dialog with BYE");
+            let keep = !second_fork;
             self.send_bye_on(&mut dialog, id, now);
+            if keep && let Some(call) = self.calls.get_mut(&id) {
+                // Kept so that a retransmission of this 2xx is ACKed again.
+                call.dialog = Some(dialog);
+                call.ack = Some((ack_bytes, ack_target));
+            }
             return;
         }
         call.ack = Some((ack_bytes, ack_target));
