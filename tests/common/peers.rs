@@ -84,7 +84,7 @@ fn require_path(path: &str, package: &str) -> PathBuf {
     path
 }
 
-fn find_program(bin: &str) -> Option<PathBuf> {
+pub fn find_program(bin: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
