@@ -1535,9 +1535,12 @@ impl UserAgent {
         outputs: Vec<TxOutput>,
         now: Instant,
     ) {
+        // The transaction's own sends (an ACK for an error response) go out after what the
+        // response leads to: after a 407 the re-sent INVITE is on the critical path, the ACK not.
+        let mut own_sends = Vec::new();
         for o in outputs {
             match o {
-                TxOutput::Transmit(bytes) => self.transmit(target.clone(), bytes),
+                TxOutput::Transmit(bytes) => own_sends.push(bytes),
                 TxOutput::Response(resp) => match owner {
                     Owner::Register(i) => self.on_register_response(i, Some(&resp), now),
                     Owner::Invite(id) => self.on_invite_response(id, resp, now),
@@ -1560,6 +1563,9 @@ impl UserAgent {
                     Owner::Cancel | Owner::Bye(_) => {}
                 },
             }
+        }
+        for bytes in own_sends {
+            self.transmit(target.clone(), bytes);
         }
     }
 
