@@ -2,4 +2,5 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod dialtone;
 pub mod peers;
