@@ -215,6 +215,12 @@ pub fn tcp_listening(port: u16) -> bool {
     proc_net_has("/proc/net/tcp", port, Some("0A"))
 }
 
+/// True when a TCP connection on 127.0.0.1 has `port` as its local port (e.g. one a client opened
+/// to a server listening there).
+pub fn tcp_connected(port: u16) -> bool {
+    proc_net_has("/proc/net/tcp", port, Some("01"))
+}
+
 /// Reads the kernel's socket table rather than probing, which could steal the port from the peer.
 fn proc_net_has(table: &str, port: u16, state: Option<&str>) -> bool {
     let Ok(text) = fs::read_to_string(table) else {
@@ -572,12 +578,19 @@ pub struct Kamailio {
 impl Kamailio {
     /// Starts Kamailio on `port` (UDP and TCP) and waits until it listens on both (~20 ms).
     pub fn start(port: u16, echo_port: u16) -> Result<Kamailio> {
+        Self::start_with(port, echo_port, "")
+    }
+
+    /// Like [`Kamailio::start`], with more core parameters (lines of `name=value`) in its config,
+    /// e.g. `tcp_connection_lifetime=2` to have it close idle TCP connections after 2 s.
+    pub fn start_with(port: u16, echo_port: u16, extra_core: &str) -> Result<Kamailio> {
         let bin = require("kamailio");
         let dir = peer_dir("kamailio")?;
         let cfg = KAMAILIO_CFG
             .replace("@SIP_PORT@", &port.to_string())
             .replace("@TCP_LISTEN@", &format!("listen=tcp:{HOST}:{port}"))
-            .replace("@ECHO_PORT@", &echo_port.to_string());
+            .replace("@ECHO_PORT@", &echo_port.to_string())
+            .replace("@EXTRA_CORE@", extra_core);
         let cfg_path = dir.path().join("kamailio.cfg");
         fs::write(&cfg_path, cfg).context("writing kamailio.cfg")?;
         let mut cmd = Command::new(bin);
