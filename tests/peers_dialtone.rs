@@ -526,3 +526,34 @@ fn kamailio_dies_during_a_tcp_register() -> Result<()> {
     assert_eq!(stats_calls(&carol.stats(WAIT)?).len(), 0);
     Ok(())
 }
+
+/// Kamailio closes Dialtone's idle TCP connection (as its default `tcp_connection_lifetime` does
+/// after 120 s): carol must stay reachable, i.e. Kamailio must be able to open a connection to
+/// the Contact she registered.
+#[test]
+fn dialtone_stays_reachable_when_kamailio_closes_the_tcp_connection() -> Result<()> {
+    let ports = PortBlock::acquire();
+    let kam = Kamailio::start_with(ports.port(), ports.port(), "tcp_connection_lifetime=1")?;
+    let mut alice = baresip(&ports, &kam, "alice", Transport::Udp, AnswerMode::Auto)?;
+    let mut carol = registered_carol(&ports, &kam, Transport::Tcp, &["--auto-answer"])?;
+    // Kamailio closes it some 10 s later (its timers are coarse).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tcp_connected(kam.port()) {
+        ensure!(
+            Instant::now() < deadline,
+            "Kamailio kept the connection\n{}",
+            carol.report()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    alice.dial(&kam.uri("carol"))?;
+    let incoming = carol.wait_event(is_event("incoming"), WAIT)?;
+    let id = call_id(&incoming);
+    carol.wait_event(call_state_of(id, "established"), WAIT)?;
+    alice.wait_for(baresip_log::CALL_ESTABLISHED, WAIT)?;
+    alice.hangup()?;
+    let ended = carol.wait_event(call_state_of(id, "ended"), WAIT)?;
+    assert_eq!(ended["reason"], "remote_hangup", "{ended}");
+    assert_clean(&carol, Transport::Tcp);
+    Ok(())
+}
