@@ -285,7 +285,7 @@ fn dialtone_calls_sipp_echo_tcp() -> Result<()> {
 // baresip
 
 /// Dialtone calls baresip alice (auto-answer), holds, resumes and hangs up; then alice calls
-/// Dialtone, which answers, and alice hangs up.
+/// Dialtone, which answers; alice holds, resumes and hangs up.
 fn baresip_and_dialtone_call_both_ways(transport: Transport) -> Result<()> {
     let ports = PortBlock::acquire();
     let kam = Kamailio::start(ports.port(), ports.port())?;
@@ -339,6 +339,13 @@ fn baresip_and_dialtone_call_both_ways(transport: Transport) -> Result<()> {
     carol.send(&format!("answer {id}"))?;
     carol.wait_event(call_state_of(id, "established"), WAIT)?;
     alice.wait_for_after(mark, baresip_log::CALL_ESTABLISHED, WAIT)?;
+    // alice holds and resumes: Dialtone sees the far end's hold.
+    alice.command("/hold")?;
+    let held = carol.wait_event(call_state_of(id, "held"), WAIT)?;
+    assert_eq!(held["hold"]["remote"], true, "{held}");
+    assert_eq!(held["hold"]["local"], false, "{held}");
+    alice.command("/resume")?;
+    carol.wait_event(call_state_of(id, "established"), WAIT)?;
     alice.hangup()?;
     let ended = carol.wait_event(call_state_of(id, "ended"), WAIT)?;
     assert_eq!(ended["reason"], "remote_hangup", "{ended}");
@@ -359,14 +366,13 @@ fn baresip_and_dialtone_call_both_ways_tcp() -> Result<()> {
 
 /// baresip calls Dialtone, which rings: `reject` → baresip gets 486 and Dialtone ends `declined`;
 /// a second call that baresip gives up on while Dialtone rings ends `cancelled`.
-#[test]
-fn dialtone_rejects_and_caller_cancels() -> Result<()> {
+fn dialtone_rejects_and_caller_cancels(transport: Transport) -> Result<()> {
     let ports = PortBlock::acquire();
     let kam = Kamailio::start(ports.port(), ports.port())?;
-    let mut alice = baresip(&ports, &kam, "alice", Transport::Udp, AnswerMode::Auto)?;
-    let mut carol = registered_carol(&ports, &kam, Transport::Udp, &[])?;
+    let mut alice = baresip(&ports, &kam, "alice", transport, AnswerMode::Auto)?;
+    let mut carol = registered_carol(&ports, &kam, transport, &[])?;
 
-    alice.dial(&kam.uri("carol"))?;
+    alice.dial(&aor(&kam, "carol", transport))?;
     let incoming = carol.wait_event(is_event("incoming"), WAIT)?;
     let id = call_id(&incoming);
     carol.wait_event(call_state_of(id, "ringing"), WAIT)?;
@@ -378,7 +384,7 @@ fn dialtone_rejects_and_caller_cancels() -> Result<()> {
     assert!(!alice.log_contains(baresip_log::CALL_ESTABLISHED));
 
     let mark = alice.mark();
-    alice.dial(&kam.uri("carol"))?;
+    alice.dial(&aor(&kam, "carol", transport))?;
     let incoming = carol.wait_event(is_event("incoming"), WAIT)?;
     let id = call_id(&incoming);
     carol.wait_event(call_state_of(id, "ringing"), WAIT)?;
@@ -387,6 +393,39 @@ fn dialtone_rejects_and_caller_cancels() -> Result<()> {
     let ended = carol.wait_event(call_state_of(id, "ended"), WAIT)?;
     assert_eq!(ended["reason"], "cancelled", "{ended}");
     assert_eq!(stats_calls(&carol.stats(WAIT)?).len(), 0);
+    assert_clean(&carol, transport);
+    Ok(())
+}
+
+#[test]
+fn dialtone_rejects_and_caller_cancels_udp() -> Result<()> {
+    dialtone_rejects_and_caller_cancels(Transport::Udp)
+}
+
+#[test]
+fn dialtone_rejects_and_caller_cancels_tcp() -> Result<()> {
+    dialtone_rejects_and_caller_cancels(Transport::Tcp)
+}
+
+/// `quit` during a call: Dialtone hangs up (BYE), un-registers, stops and exits 0.
+#[test]
+fn quit_during_a_call_hangs_up_first() -> Result<()> {
+    let ports = PortBlock::acquire();
+    let kam = Kamailio::start(ports.port(), ports.port())?;
+    let mut alice = baresip(&ports, &kam, "alice", Transport::Udp, AnswerMode::Auto)?;
+    let mut carol = registered_carol(&ports, &kam, Transport::Udp, &[])?;
+    carol.send(&format!("call {}", kam.uri("alice")))?;
+    let id = call_id(&carol.wait_event(call_state("calling"), WAIT)?);
+    carol.wait_event(call_state_of(id, "established"), WAIT)?;
+    alice.wait_for(baresip_log::CALL_ESTABLISHED, WAIT)?;
+    carol.send("quit")?;
+    let ended = carol.wait_event(call_state_of(id, "ended"), WAIT)?;
+    assert_eq!(ended["reason"], "local_hangup", "{ended}");
+    carol.wait_event(registration("unregistered"), WAIT)?;
+    carol.wait_event(is_event("stopped"), WAIT)?;
+    let status = carol.wait_exit(WAIT)?;
+    assert!(status.success(), "{status}\n{}", carol.report());
+    alice.wait_for(baresip_log::CLOSED_BY_PEER, WAIT)?;
     assert_clean(&carol, Transport::Udp);
     Ok(())
 }
