@@ -133,7 +133,7 @@ pub fn run(settings: Settings, opts: HeadlessOptions) -> i32 {
             return 1;
         }
     };
-    rt.block_on(async move {
+    let code = rt.block_on(async move {
         let (engine, mut events) = match Engine::spawn(settings, None) {
             Ok(x) => x,
             Err(e) => {
@@ -214,7 +214,12 @@ pub fn run(settings: Settings, opts: HeadlessOptions) -> i32 {
             .await
             .ok();
         0
-    })
+    });
+    // tokio reads stdin with a blocking read on a pool thread that cannot be cancelled; dropping
+    // the runtime would wait for it, i.e. for the next input line, after `quit` or at the end of
+    // `--duration`. Nothing else runs on the pool: leave that thread behind.
+    rt.shutdown_background();
+    code
 }
 
 #[cfg(test)]

@@ -52,6 +52,8 @@ pub struct Net {
     /// The address we tell others about (Via, Contact, SDP), with our listening port.
     advertised: SocketAddr,
     conns: HashMap<(Transport, SocketAddr), mpsc::UnboundedSender<Vec<u8>>>,
+    /// The targets messages went to over each stream connection: whose requests fail if it closes.
+    conn_targets: HashMap<(Transport, SocketAddr), Vec<Target>>,
     events_tx: mpsc::UnboundedSender<NetEvent>,
     pub events: mpsc::UnboundedReceiver<NetEvent>,
     dns: HashMap<(String, u16), SocketAddr>,
@@ -110,6 +112,7 @@ impl Net {
             udp,
             advertised,
             conns: HashMap::new(),
+            conn_targets: HashMap::new(),
             events_tx,
             events,
             dns: HashMap::new(),
@@ -129,8 +132,11 @@ impl Net {
         self.conns.insert(key, writer);
     }
 
-    pub fn connection_closed(&mut self, key: &(Transport, SocketAddr)) {
+    /// Forgets a closed connection; returns the targets that were sent to over it (the runtime fails
+    /// their transactions: no response can come on a closed connection).
+    pub fn connection_closed(&mut self, key: &(Transport, SocketAddr)) -> Vec<Target> {
         self.conns.remove(key);
+        self.conn_targets.remove(key).unwrap_or_default()
     }
 
     /// Resolves a target's host (IP literals at once, names through the system resolver).
@@ -171,6 +177,10 @@ impl Net {
                 .map_err(|e| format!("udp send to {addr}: {e}")),
             t @ (Transport::Tcp | Transport::Tls) => {
                 let key = (t, addr);
+                let targets = self.conn_targets.entry(key).or_default();
+                if !targets.contains(target) {
+                    targets.push(target.clone());
+                }
                 if let Some(w) = self.conns.get(&key) {
                     if w.send(bytes.clone()).is_ok() {
                         return Ok(());
@@ -426,25 +436,31 @@ async fn connect(
     tx: mpsc::UnboundedSender<NetEvent>,
 ) {
     let key = (target.transport, addr);
-    let fail = |why: String| {
-        let _ = tx.send(NetEvent::Closed { key });
+    let fail = |why: String, writes: mpsc::UnboundedReceiver<Vec<u8>>| {
+        // Nothing more can be queued here (the next send opens a new connection); the failure with
+        // its reason comes before the close, so the transactions on it fail with that reason.
+        drop(writes);
         let _ = tx.send(NetEvent::Failed {
             target: target.clone(),
             why,
         });
+        let _ = tx.send(NetEvent::Closed { key });
     };
     let stream = match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await
     {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return fail(format!("connect to {addr}: {e}")),
-        Err(_) => return fail(format!("connect to {addr} timed out")),
+        Ok(Err(e)) => return fail(format!("connect to {addr}: {e}"), writes),
+        Err(_) => return fail(format!("connect to {addr} timed out"), writes),
     };
     let _ = stream.set_nodelay(true);
     match tls {
         None => serve_stream(stream, key, writes, tx).await,
         Some((connector, name)) => match connector.connect(name, stream).await {
             Ok(s) => serve_stream(s, key, writes, tx).await,
-            Err(e) => fail(format!("TLS handshake with {} failed: {e}", target.host)),
+            Err(e) => fail(
+                format!("TLS handshake with {} failed: {e}", target.host),
+                writes,
+            ),
         },
     }
 }

@@ -62,7 +62,14 @@ pub async fn run(
                         ua.handle_packet(transport, source, &bytes, Instant::now());
                     }
                     NetEvent::Connected { key, writer } => net.connection_up(key, writer),
-                    NetEvent::Closed { key } => net.connection_closed(&key),
+                    NetEvent::Closed { key } => {
+                        // No response can come on a closed connection (the server died, or
+                        // closed it): fail what waits on it now, not at timer B/F 32 s later.
+                        for target in net.connection_closed(&key) {
+                            let why = "the connection closed";
+                            ua.handle_transport_error(&target, why, Instant::now());
+                        }
+                    }
                     NetEvent::Failed { target, why } => {
                         ua.handle_transport_error(&target, &why, Instant::now());
                     }

@@ -2,5 +2,6 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod dialtone;
 pub mod peers;
 pub mod registrar;

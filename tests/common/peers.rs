@@ -215,6 +215,12 @@ pub fn tcp_listening(port: u16) -> bool {
     proc_net_has("/proc/net/tcp", port, Some("0A"))
 }
 
+/// True when a TCP connection on 127.0.0.1 has `port` as its local port (e.g. one a client opened
+/// to a server listening there).
+pub fn tcp_connected(port: u16) -> bool {
+    proc_net_has("/proc/net/tcp", port, Some("01"))
+}
+
 /// Reads the kernel's socket table rather than probing, which could steal the port from the peer.
 fn proc_net_has(table: &str, port: u16, state: Option<&str>) -> bool {
     let Ok(text) = fs::read_to_string(table) else {
@@ -572,12 +578,19 @@ pub struct Kamailio {
 impl Kamailio {
     /// Starts Kamailio on `port` (UDP and TCP) and waits until it listens on both (~20 ms).
     pub fn start(port: u16, echo_port: u16) -> Result<Kamailio> {
+        Self::start_with(port, echo_port, "")
+    }
+
+    /// Like [`Kamailio::start`], with more core parameters (lines of `name=value`) in its config,
+    /// e.g. `tcp_connection_lifetime=2` to have it close idle TCP connections after 2 s.
+    pub fn start_with(port: u16, echo_port: u16, extra_core: &str) -> Result<Kamailio> {
         let bin = require("kamailio");
         let dir = peer_dir("kamailio")?;
         let cfg = KAMAILIO_CFG
             .replace("@SIP_PORT@", &port.to_string())
             .replace("@TCP_LISTEN@", &format!("listen=tcp:{HOST}:{port}"))
-            .replace("@ECHO_PORT@", &echo_port.to_string());
+            .replace("@ECHO_PORT@", &echo_port.to_string())
+            .replace("@EXTRA_CORE@", extra_core);
         let cfg_path = dir.path().join("kamailio.cfg");
         fs::write(&cfg_path, cfg).context("writing kamailio.cfg")?;
         let mut cmd = Command::new(bin);
@@ -628,6 +641,21 @@ impl Kamailio {
     pub fn pid(&self) -> u32 {
         self.peer.child.id()
     }
+
+    /// Kills Kamailio and its workers at once (SIGKILL to the process group, no clean shutdown),
+    /// as a crashed or vanished server: its UDP and TCP ports close (TCP connections are reset or
+    /// closed by the kernel). Returns when they are gone.
+    pub fn kill(&mut self) -> Result<()> {
+        self.peer.reap();
+        let deadline = Instant::now() + WAIT;
+        while udp_listening(self.port) || tcp_listening(self.port) {
+            if Instant::now() >= deadline {
+                return Err(self.peer.error("its ports are still open after SIGKILL"));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -645,6 +673,17 @@ impl SippUas {
     /// Listens for SIP on UDP `port` (control socket on `port + 1`: take it with
     /// [`PortBlock::sip_port`]) and echoes RTP on `rtp_port` and `rtp_port + 2` (take 4 ports).
     pub fn start(port: u16, rtp_port: u16) -> Result<SippUas> {
+        Self::start_with(port, rtp_port, None)
+    }
+
+    /// Like [`SippUas::start`], but sipp exits after `calls` calls (`-m`): exit status 0 when every
+    /// one completed as scripted (INVITE, ACK, BYE answered), see [`SippUas::wait_exit`]. It exits
+    /// 2 s after the last BYE (the scenario keeps the call to absorb a retransmitted BYE).
+    pub fn start_for_calls(port: u16, rtp_port: u16, calls: u32) -> Result<SippUas> {
+        Self::start_with(port, rtp_port, Some(calls))
+    }
+
+    fn start_with(port: u16, rtp_port: u16, calls: Option<u32>) -> Result<SippUas> {
         let bin = require("sipp");
         let dir = peer_dir("sipp-uas")?;
         let scenario = dir.path().join("uas-echo.xml");
@@ -661,6 +700,9 @@ impl SippUas {
                 "errors.log",
             ])
             .stdin(Stdio::null());
+        if let Some(calls) = calls {
+            cmd.args(["-m", &calls.to_string()]);
+        }
         let mut peer = Peer::spawn("sipp-uas", cmd, dir, libc::SIGTERM)?;
         peer.wait_until("listening", WAIT, || {
             udp_listening(port) && udp_listening(rtp_port)
@@ -687,6 +729,17 @@ impl SippUas {
 
     pub fn log(&self) -> String {
         self.peer.output.text()
+    }
+
+    /// Waits for sipp to exit by itself (started with [`SippUas::start_for_calls`]); 0 means every
+    /// call completed as scripted.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let status = self
+            .peer
+            .wait_exit(timeout)
+            .ok_or_else(|| self.peer.error(&format!("still running after {timeout:?}")))?;
+        self.peer.output.wait_closed(Duration::from_secs(1));
+        Ok(status)
     }
 }
 
@@ -719,6 +772,7 @@ pub struct SippUac {
     rtp_port: u16,
     media: bool,
     hold: Duration,
+    transport: Transport,
 }
 
 /// How a [`SippUac`] call went.
@@ -760,7 +814,15 @@ impl SippUac {
             rtp_port,
             media: true,
             hold: Duration::from_secs(2),
+            transport: Transport::Udp,
         }
+    }
+
+    /// SIP over `transport`: UDP (the default) or TCP (sipp's `-t t1`: one connection to the
+    /// target, which carries the whole call, responses and requests both ways).
+    pub fn transport(mut self, transport: Transport) -> SippUac {
+        self.transport = transport;
+        self
     }
 
     /// Sends no RTP, only holds the call.
@@ -775,8 +837,8 @@ impl SippUac {
         self
     }
 
-    /// Calls `sip:USER@127.0.0.1:TARGET_PORT` (Kamailio, or a UA directly) over UDP and waits for
-    /// sipp to finish. A failed call is an `Ok` outcome with a failure status; `Err` means sipp could
+    /// Calls `sip:USER@127.0.0.1:TARGET_PORT` (Kamailio, or a UA directly) over UDP or TCP (see
+    /// [`SippUac::transport`]) and waits for sipp to finish. A failed call is an `Ok` outcome with a failure status; `Err` means sipp could
     /// not run or hung.
     pub fn run(&self, target_port: u16, user: &str) -> Result<SippOutcome> {
         let bin = require("sipp");
@@ -803,6 +865,10 @@ impl SippUac {
             .arg("-sf")
             .arg(&scenario)
             .args(["-s", user])
+            .args(match self.transport {
+                Transport::Udp => ["-t", "u1"],
+                Transport::Tcp => ["-t", "t1"],
+            })
             .args(sipp_local_args(self.local_port, self.rtp_port))
             .args(["-m", "1", "-nostdin", "-timeout_error", "-timeout"])
             .arg(format!("{}s", timeout.as_secs()))

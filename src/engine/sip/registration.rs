@@ -106,7 +106,12 @@ impl Registration {
                 {
                     let seen = (host, port);
                     let used = (contact.host.clone(), contact.port.unwrap_or(5060));
-                    if seen != used && self.public.as_ref() != Some(&seen) {
+                    // Over TCP/TLS the rport is our connection's ephemeral source port, never
+                    // the one we listen on: only a different address means a NAT. Registering
+                    // that port would make us unreachable once the connection closes.
+                    let stream = !via.transport.eq_ignore_ascii_case("UDP");
+                    let nat = seen.0 != used.0 || (!stream && seen.1 != used.1);
+                    if nat && self.public.as_ref() != Some(&seen) {
                         self.public = Some(seen);
                         self.stale_contact = Some(contact.to_string());
                         return RegOutcome::Resend;
@@ -302,6 +307,29 @@ From: <sip:carol@127.0.0.1>;tag=f\r\nTo: <sip:carol@127.0.0.1>;tag=t\r\nCall-ID:
             r.on_response(&natted, &fixed, now),
             RegOutcome::Registered { expires: 600 }
         );
+    }
+
+    #[test]
+    fn the_source_port_of_a_tcp_connection_is_not_a_nat() {
+        let now = Instant::now();
+        let mut r = Registration::new(600, ClientAuth::new("carol", "pw"));
+        let over_tcp = String::from_utf8(resp(200, "Expires: 600\r\n").to_bytes())
+            .unwrap()
+            .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+            .replace("rport=5065", "rport=53312");
+        let over_tcp = Message::parse(over_tcp.as_bytes()).unwrap();
+        assert_eq!(
+            r.on_response(&over_tcp, &contact(), now),
+            RegOutcome::Registered { expires: 600 }
+        );
+        assert_eq!(r.public, None);
+        // Behind a NAT (another address) the mapping is still what the registrar can reach.
+        let natted = String::from_utf8(over_tcp.to_bytes())
+            .unwrap()
+            .replace("received=127.0.0.1", "received=192.0.2.7");
+        let natted = Message::parse(natted.as_bytes()).unwrap();
+        assert_eq!(r.on_response(&natted, &contact(), now), RegOutcome::Resend);
+        assert_eq!(r.public, Some(("192.0.2.7".into(), 53312)));
     }
 
     #[test]
