@@ -402,7 +402,8 @@ async fn udp_reader(sock: Arc<UdpSocket>, tx: mpsc::UnboundedSender<NetEvent>) {
                     return;
                 }
             }
-            // ICMP port unreachable shows up here on Linux; the transaction timers handle it.
+            // A receive error (not ICMP: an unconnected socket does not report those) is logged;
+            // a peer that is gone is noticed by the transaction timers.
             Err(e) => tracing::debug!("udp receive: {e}"),
         }
     }

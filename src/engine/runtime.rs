@@ -91,6 +91,10 @@ async fn flush(
     while let Some(out) = ua.poll_output() {
         match out {
             Output::Transmit { target, bytes } => {
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    let first = bytes.split(|b| *b == b'\r').next().unwrap_or_default();
+                    tracing::debug!("-> {} to {target}", String::from_utf8_lossy(first));
+                }
                 if let Err(why) = net.send(&target, bytes).await {
                     ua.handle_transport_error(&target, &why, Instant::now());
                 }

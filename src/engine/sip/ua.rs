@@ -456,7 +456,6 @@ impl UserAgent {
             .method()
             .cloned()
             .unwrap_or(Method::Other(String::new()));
-        tracing::debug!("-> {} to {target}", req.summary());
         let (tx, first) =
             ClientTx::start(req, target.transport.is_reliable(), self.cfg.timers, now);
         if let TxOutput::Transmit(bytes) = first {
@@ -1189,7 +1188,6 @@ impl UserAgent {
     /// Responds through the server transaction `key` (which must exist).
     fn respond(&mut self, key: &str, resp: Message, now: Instant) {
         if let Some(entry) = self.server.get_mut(key) {
-            tracing::debug!("-> {} to {}", resp.summary(), entry.target);
             let target = entry.target.clone();
             for o in entry.tx.respond(&resp, now) {
                 if let TxOutput::Transmit(b) = o {
