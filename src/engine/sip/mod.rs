@@ -10,4 +10,6 @@ pub mod sdp;
 pub mod transaction;
 pub mod transport;
 pub mod ua;
+#[cfg(test)]
+mod ua_tests;
 pub mod uri;
