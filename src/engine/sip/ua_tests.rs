@@ -1295,6 +1295,33 @@ fn cancel_waits_for_a_provisional_response() {
 }
 
 #[test]
+fn cancel_goes_out_after_100_trying_even_if_180_never_comes() {
+    let mut net = Net::pair();
+    net.drop_all(|p| p.is_response(180, "INVITE"));
+    net.cmd(
+        A,
+        Command::Call {
+            uri: format!("sip:x@{B}"),
+            account: None,
+        },
+    );
+    net.run(ms(100));
+    let a = net.outgoing(A)[0];
+    let b = net.incoming(B)[0];
+    assert_eq!(net.received(A, |p| p.is_response(100, "INVITE")).len(), 1);
+    net.cmd(A, Command::Hangup { call: a });
+    net.run(secs(40));
+    assert_eq!(
+        net.count(A, |p| p.is_request("CANCEL")),
+        1,
+        "100 Trying is a provisional response: CANCEL may go (9.1)\n{}",
+        net.dump()
+    );
+    assert_eq!(net.ended(B, b), Some((EndReason::Cancelled, Some(487))));
+    assert_eq!(net.ended(A, a).map(|e| e.0), Some(EndReason::Cancelled));
+}
+
+#[test]
 fn answer_crossing_cancel_is_acked_and_byed() {
     let mut net = Net::pair();
     let (a, b) = net.ring(A, B);
