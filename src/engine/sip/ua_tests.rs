@@ -634,6 +634,8 @@ struct Registrar {
     nonces: Vec<String>,
     /// Challenge a failed authorization with a new nonce (as most servers do) instead of the same.
     fresh_nonce_on_failure: bool,
+    /// Accept each nonce once: every refresh is challenged again (without `stale`).
+    one_time_nonces: bool,
     min_expires: Option<u32>,
     /// Report this as Via received/rport instead of the real source (a NAT in between).
     nat: Option<(String, u16)>,
@@ -656,6 +658,7 @@ impl Registrar {
             nonce_count: 0,
             nonces: Vec::new(),
             fresh_nonce_on_failure: false,
+            one_time_nonces: false,
             min_expires: None,
             nat: None,
             bindings: BTreeMap::new(),
@@ -687,7 +690,11 @@ impl Registrar {
         self.seen.push((asked, authz.is_some()));
         let verdict = authz.map(|v| self.check(v, req));
         match verdict {
-            Some(Ok(())) => {}
+            Some(Ok(nonce)) => {
+                if self.one_time_nonces {
+                    self.nonces.retain(|n| *n != nonce);
+                }
+            }
             Some(Err(stale_nonce)) => {
                 let nonce = if self.fresh_nonce_on_failure || stale_nonce.is_none() {
                     self.new_nonce()
@@ -736,8 +743,9 @@ impl Registrar {
         ok
     }
 
-    /// Ok, or Err with the nonce when only the digest was wrong (None: unknown nonce or user).
-    fn check(&self, value: &str, req: &Message) -> Result<(), Option<String>> {
+    /// Ok with the nonce used, or Err with it when only the digest was wrong (None: unknown
+    /// nonce or user).
+    fn check(&self, value: &str, req: &Message) -> Result<String, Option<String>> {
         let cred = Credentials::parse(value).map_err(|_| None)?;
         if !self.nonces.contains(&cred.nonce) || cred.realm != self.realm {
             return Err(None);
@@ -746,7 +754,7 @@ impl Registrar {
             return Err(Some(cred.nonce));
         };
         if cred.verify(password, "REGISTER", &req.body) {
-            Ok(())
+            Ok(cred.nonce)
         } else {
             Err(Some(cred.nonce))
         }
@@ -1818,6 +1826,47 @@ fn wrong_password_fails_with_401_and_retries_with_back_off() {
         .map(|r| r.2)
         .collect();
     assert_eq!(fails, [Some(401); 4]);
+}
+
+#[test]
+fn wrong_password_fails_also_when_the_registrar_changes_its_nonce() {
+    let mut net = registering("wrong", 600, |r| r.fresh_nonce_on_failure = true);
+    net.run(secs(1));
+    assert_eq!(
+        net.reg_state(A),
+        Some(RegistrationState::Failed),
+        "{}",
+        net.dump()
+    );
+    assert_eq!(net.registrations(A).last().unwrap().2, Some(401));
+    // No REGISTER storm: the first answer is challenged again, and that is the end of it.
+    assert_eq!(net.count(A, is_register), 2, "{}", net.dump());
+    net.run(secs(20));
+    assert_eq!(net.reg_state(A), Some(RegistrationState::Failed));
+    assert!(
+        net.count(A, is_register) < 3 + 3 * 4,
+        "back-off, not a storm"
+    );
+}
+
+#[test]
+fn refresh_works_with_a_registrar_that_accepts_each_nonce_once() {
+    let mut net = registering("secret", 60, |r| r.one_time_nonces = true);
+    net.run(secs(130));
+    let regs: Vec<Duration> = net.sent(A, is_register).iter().map(|p| p.at).collect();
+    // Every refresh answers a fresh challenge (a new nonce, not marked stale) and succeeds.
+    assert_eq!(
+        regs,
+        [0, 0, 51, 51, 102, 102].map(secs).to_vec(),
+        "{}",
+        net.dump()
+    );
+    assert!(
+        net.registrations(A)
+            .iter()
+            .skip(1)
+            .all(|r| r.1 == RegistrationState::Registered)
+    );
 }
 
 #[test]
