@@ -203,7 +203,7 @@ impl Call {
         self.pending_ok = None;
         self.reinvite = None;
         self.reinvite_retry = None;
-        self.cancel_deadline = None;
+        // cancel_deadline stays: a cancelled call still waits (a bounded time) for the 487.
         tracing::info!(call = %self.id, "call ended: {reason:?} (code {code:?})");
         self.set_phase(Phase::Ended, code, now)
     }

@@ -1732,9 +1732,15 @@ impl UserAgent {
                 resend = Some((p.target.clone(), p.bytes.clone()));
             }
         }
+        let mut give_up_invite = None;
         if call.cancel_deadline.is_some_and(|t| now >= t) {
             call.cancel_deadline = None;
             call.cancel_pending = false;
+            // No final response 64*T1 after the CANCEL: the INVITE is given up too (9.1).
+            give_up_invite = call
+                .invite_branch
+                .as_ref()
+                .map(|b| tx_key(b, &Method::Invite));
         }
         let retry = call
             .reinvite_retry
@@ -1742,6 +1748,9 @@ impl UserAgent {
             .map(|(_, h)| h);
         if let Some((t, b)) = resend {
             self.transmit(t, b);
+        }
+        if let Some(k) = give_up_invite {
+            self.client.remove(&k);
         }
         if no_ack {
             self.error(format!("call {id}: no ACK for our 200 OK"));

@@ -2263,3 +2263,24 @@ fn options_gets_200_with_allow() {
     assert_eq!(r[0].bytes, r[1].bytes);
     assert!(net.events(B).is_empty());
 }
+
+#[test]
+fn cancel_that_is_never_answered_gives_up_after_64_t1() {
+    let mut net = Net::pair();
+    let (a, _b) = net.ring(A, B);
+    // B vanishes while ringing: nothing it sends arrives any more.
+    net.drop_all(|p| p.from == B);
+    let t0 = net.elapsed();
+    net.cmd(A, Command::Hangup { call: a });
+    net.run(secs(60));
+    assert_eq!(net.ended(A, a).map(|e| e.0), Some(EndReason::Cancelled));
+    let cancels = net.sent(A, |p| p.is_request("CANCEL"));
+    assert_eq!(
+        cancels.last().unwrap().at - t0,
+        ms(31500),
+        "timer E until F"
+    );
+    // RFC 3261 9.1: 64*T1 after the CANCEL the INVITE transaction is given up as well.
+    assert!(net.ua(A).call_states().is_empty(), "{:?}", net.ua(A));
+    assert_eq!(net.ua(A).next_deadline(), None, "{:?}", net.ua(A));
+}
