@@ -144,8 +144,11 @@ impl ClientTx {
         match (self.kind, self.state, code) {
             (_, State::Terminated, _) => Vec::new(),
             (Kind::Invite, State::Calling | State::Proceeding, 100..=199) => {
+                // Timer B runs in Calling only: once the far end rings, it may ring for as long as
+                // it likes; the TU ends the wait with CANCEL (17.1.1.2).
                 self.state = State::Proceeding;
                 self.retransmit_at = None;
+                self.timeout_at = None;
                 vec![TxOutput::Response(resp)]
             }
             (Kind::Invite, State::Calling | State::Proceeding, 200..=299) => {
@@ -476,9 +479,9 @@ Route: <sip:127.0.0.1;lr>\r\nContent-Length: 0\r\n\r\n"
         let out = tx.on_response(response(&req, 180), t0 + Duration::from_millis(100));
         assert!(matches!(out[..], [TxOutput::Response(_)]));
         assert_eq!(tx.state(), State::Proceeding);
-        let (sent, timed_out) = run_client(&mut tx, t0, t0 + Duration::from_secs(31));
+        let (sent, timed_out) = run_client(&mut tx, t0, t0 + Duration::from_secs(120));
         assert_eq!(sent, 0);
-        assert!(!timed_out);
+        assert!(!timed_out, "timer B does not run in Proceeding");
     }
 
     #[test]

@@ -967,6 +967,18 @@ fn callee_hangs_up_and_the_caller_sees_remote_hangup() {
 }
 
 #[test]
+fn a_call_may_ring_for_a_minute_before_it_is_answered() {
+    let mut net = Net::pair();
+    let (a, b) = net.ring(A, B);
+    net.run(secs(60));
+    assert_eq!(net.state(A, a), Some(CallState::Ringing), "{}", net.dump());
+    assert_eq!(net.state(B, b), Some(CallState::Ringing));
+    net.cmd(B, Command::Answer { call: b });
+    net.settle();
+    assert_eq!(net.state(A, a), Some(CallState::Established));
+}
+
+#[test]
 fn call_to_nowhere_times_out_after_timer_b() {
     let mut net = Net::pair();
     net.cmd(
