@@ -2296,3 +2296,198 @@ fn cancel_that_is_never_answered_gives_up_after_64_t1() {
     assert!(net.ua(A).call_states().is_empty(), "{:?}", net.ua(A));
     assert_eq!(net.ua(A).next_deadline(), None, "{:?}", net.ua(A));
 }
+
+#[test]
+fn callee_hangs_up_while_ringing_and_declines() {
+    let mut net = Net::pair();
+    let (a, b) = net.ring(A, B);
+    net.cmd(B, Command::Hangup { call: b });
+    net.settle();
+    assert_eq!(net.ended(B, b), Some((EndReason::Declined, Some(603))));
+    assert_eq!(net.ended(A, a), Some((EndReason::Declined, Some(603))));
+}
+
+#[test]
+fn quit_while_calling_out_cancels_and_stops() {
+    let mut net = Net::pair();
+    let (a, b) = net.ring(A, B);
+    net.cmd(A, Command::Quit);
+    net.settle();
+    assert_eq!(net.ended(A, a).map(|e| e.0), Some(EndReason::Cancelled));
+    assert_eq!(net.ended(B, b), Some((EndReason::Cancelled, Some(487))));
+    assert_eq!(net.count(A, |p| p.is_request("CANCEL")), 1);
+    assert_eq!(net.events(A).last(), Some(&Event::Stopped));
+    // Commands after quit are refused with an error, not acted on.
+    net.cmd(
+        A,
+        Command::Call {
+            uri: format!("sip:x@{B}"),
+            account: None,
+        },
+    );
+    assert_eq!(net.count(A, |p| p.is_initial_invite()), 1);
+}
+
+#[test]
+fn quit_with_nothing_to_do_stops_at_once() {
+    let mut net = Net::pair();
+    net.cmd(A, Command::Quit);
+    net.settle();
+    assert_eq!(net.events(A), [Event::Stopped]);
+    assert!(net.log.is_empty());
+}
+
+#[test]
+fn retransmitted_invite_rings_once() {
+    let mut net = Net::pair();
+    let inv = raw_request("INVITE", "z9hG4bKtwice", None, "", SDP_OFFER);
+    net.inject(RAW, B, inv.clone());
+    net.settle();
+    net.inject(RAW, B, inv);
+    net.settle();
+    assert_eq!(net.incoming(B).len(), 1);
+    let answers: Vec<u16> = net
+        .received(RAW, |p| p.status().is_some())
+        .iter()
+        .filter_map(|p| p.status())
+        .collect();
+    assert_eq!(
+        answers,
+        [100, 180, 180],
+        "the repeat gets the last response"
+    );
+}
+
+#[test]
+fn cancel_and_in_dialog_requests_for_nothing_get_481() {
+    let mut net = Net::pair();
+    net.inject(RAW, B, raw_request("CANCEL", "z9hG4bKnoinv", None, "", ""));
+    net.inject(
+        RAW,
+        B,
+        raw_request("INVITE", "z9hG4bKnodlg", Some("nosuch"), "", SDP_OFFER),
+    );
+    net.inject(
+        RAW,
+        B,
+        raw_request("INFO", "z9hG4bKinfo", Some("nosuch"), "", ""),
+    );
+    net.settle();
+    let r: Vec<(u16, Method)> = net
+        .received(RAW, |p| p.status().is_some())
+        .iter()
+        .map(|p| (p.status().unwrap(), p.cseq_method().unwrap()))
+        .collect();
+    assert_eq!(
+        r,
+        [
+            (481, Method::Cancel),
+            (481, Method::Invite),
+            (481, Method::Info)
+        ]
+    );
+    assert!(net.events(B).is_empty());
+}
+
+/// A calls RAW (a hand-driven callee), which answers; returns A's call and RAW's dialog tag.
+fn call_raw(net: &mut Net) -> CallId {
+    net.cmd(
+        A,
+        Command::Call {
+            uri: format!("sip:raw@{RAW}"),
+            account: None,
+        },
+    );
+    net.settle();
+    let inv = net.received(RAW, |p| p.is_initial_invite())[0].clone();
+    let contact = format!("<sip:raw@{RAW}>");
+    net.inject(
+        RAW,
+        A,
+        raw_reply(&inv, 200, "OK", &[("Contact", &contact)], SDP_OFFER),
+    );
+    net.settle();
+    let a = net.outgoing(A)[0];
+    assert_eq!(net.state(A, a), Some(CallState::Established));
+    a
+}
+
+#[test]
+fn hold_refused_by_the_far_end_keeps_the_call_up() {
+    let mut net = Net::new();
+    net.add(A, config(A), &[]);
+    let a = call_raw(&mut net);
+    net.cmd(A, Command::Hold { call: a });
+    net.settle();
+    let reinv = net.received(RAW, |p| p.is_reinvite())[0].clone();
+    net.inject(
+        RAW,
+        A,
+        raw_reply(&reinv, 488, "Not Acceptable Here", &[], ""),
+    );
+    net.settle();
+    assert_eq!(net.state(A, a), Some(CallState::Established));
+    assert_eq!(net.errors(A).len(), 1, "{:?}", net.errors(A));
+    assert_eq!(net.received(RAW, |p| p.is_request("ACK")).len(), 2);
+    // The user may try again.
+    net.cmd(A, Command::Hold { call: a });
+    net.settle();
+    assert_eq!(net.received(RAW, |p| p.is_reinvite()).len(), 2);
+}
+
+#[test]
+fn reinvite_without_sdp_is_answered_with_an_offer() {
+    let mut net = Net::new();
+    net.add(A, config(A), &[]);
+    let a = call_raw(&mut net);
+    let ok = net.received(RAW, |p| p.is_request("ACK"))[0].clone();
+    let m = ok.msg.as_ref().unwrap();
+    let (from, to, call_id) = (
+        m.to().unwrap().to_string(),
+        m.from().unwrap().to_string(),
+        m.call_id().unwrap().to_string(),
+    );
+    let reinvite = |method: &str, branch: &str, cseq: u32, body: &str| {
+        let ctype = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        format!(
+            "{method} sip:dialtone@{A} SIP/2.0\r\nVia: SIP/2.0/UDP {RAW};branch={branch}\r\n\
+From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
+Contact: <sip:raw@{RAW}>\r\n{ctype}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    net.inject(RAW, A, reinvite("INVITE", "z9hG4bKre1", 2, ""));
+    net.settle();
+    let ok = net.received(RAW, |p| p.is_response(200, "INVITE"));
+    assert_eq!(ok.len(), 1, "{}", net.dump());
+    assert!(ok[0].body().contains("m=audio"));
+    // The answer in the ACK puts A on hold (sendonly from RAW).
+    let hold = SDP_OFFER.replace("a=sendrecv", "a=sendonly");
+    net.inject(RAW, A, reinvite("ACK", "z9hG4bKre1ack", 2, &hold));
+    net.run(secs(10));
+    assert_eq!(net.received(RAW, |p| p.is_response(200, "INVITE")).len(), 1);
+    assert!(net.errors(A).is_empty(), "{:?}", net.errors(A));
+    // The held state shows on the next change the UI sees; the call is still up.
+    assert_ne!(net.state(A, a), Some(CallState::Ended));
+}
+
+#[test]
+fn stats_report_codec_and_duration() {
+    let mut net = Net::pair();
+    let (a, _b) = net.establish(A, B);
+    net.run(secs(10));
+    net.cmd(A, Command::Stats);
+    net.settle();
+    let Some(Event::Stats { calls }) = net.events(A).last().cloned() else {
+        panic!("no stats");
+    };
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].call, a);
+    assert_eq!(calls[0].codec.as_deref(), Some("opus/48000/2"));
+    assert!((calls[0].duration_s - 10.0).abs() < 1e-6);
+    assert_eq!(calls[0].remote_media.as_deref(), Some("127.0.0.1:20000"));
+}
