@@ -115,6 +115,7 @@ fn reason_phrase(code: u16) -> &'static str {
         400 => "Bad Request",
         405 => "Method Not Allowed",
         481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
         486 => "Busy Here",
         487 => "Request Terminated",
         488 => "Not Acceptable Here",
@@ -1256,6 +1257,15 @@ impl UserAgent {
         if self.quit_deadline.is_some() {
             return self.simple_response(&key, &req, 486, now);
         }
+        // The same INVITE again on another branch (a forking proxy sent it twice): 8.2.2.2.
+        let merged = self.calls.values().any(|c| {
+            c.invite_in
+                .as_ref()
+                .is_some_and(|(first, _)| same_request(first, &req))
+        });
+        if merged {
+            return self.simple_response(&key, &req, 482, now);
+        }
         let offer = offer_of(&req);
         let id = CallId(self.next_call);
         let port = self.alloc_rtp_port();
@@ -1797,6 +1807,15 @@ impl UserAgent {
     pub fn call_states(&self) -> Vec<(CallId, CallState)> {
         self.calls.values().map(|c| (c.id, c.ui_state())).collect()
     }
+}
+
+/// Same Call-ID, From tag and CSeq: one request, whatever the branch (a merged request).
+fn same_request(a: &Message, b: &Message) -> bool {
+    let from_tag = |m: &Message| m.from().ok().and_then(|f| f.tag().map(str::to_string));
+    a.call_id().ok() == b.call_id().ok()
+        && a.cseq().ok() == b.cseq().ok()
+        && from_tag(a).is_some()
+        && from_tag(a) == from_tag(b)
 }
 
 /// The SDP offer in a request body: None without a body, Some(Err) when it does not parse.

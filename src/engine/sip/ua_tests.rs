@@ -2359,6 +2359,27 @@ fn retransmitted_invite_rings_once() {
 }
 
 #[test]
+fn the_same_invite_arriving_by_two_paths_rings_once() {
+    // A forking proxy may deliver one INVITE twice with different branches (8.2.2.2).
+    let mut net = Net::pair();
+    net.inject(
+        RAW,
+        B,
+        raw_request("INVITE", "z9hG4bKpath1", None, "", SDP_OFFER),
+    );
+    net.inject(
+        RAW,
+        B,
+        raw_request("INVITE", "z9hG4bKpath2", None, "", SDP_OFFER),
+    );
+    net.settle();
+    assert_eq!(net.incoming(B).len(), 1, "{}", net.dump());
+    let merged = net.received(RAW, |p| p.status() == Some(482));
+    assert_eq!(merged.len(), 1, "{}", net.dump());
+    assert!(merged[0].header("Via").unwrap().contains("z9hG4bKpath2"));
+}
+
+#[test]
 fn cancel_and_in_dialog_requests_for_nothing_get_481() {
     let mut net = Net::pair();
     net.inject(RAW, B, raw_request("CANCEL", "z9hG4bKnoinv", None, "", ""));
