@@ -1420,8 +1420,14 @@ impl UserAgent {
                 });
             match result {
                 Ok(n) => {
-                    call.hold.remote = !n.remote_direction.receives();
+                    let held = !n.remote_direction.receives();
+                    let changed = call.hold.remote != held;
+                    call.hold.remote = held;
                     call.negotiated = Some(n);
+                    if changed {
+                        let e = call.event();
+                        self.emit(e);
+                    }
                 }
                 Err(e) => {
                     self.error(format!("call {id}: the ACK carried no usable answer: {e}"));

@@ -2457,7 +2457,7 @@ fn hold_refused_by_the_far_end_keeps_the_call_up() {
 }
 
 #[test]
-fn reinvite_without_sdp_is_answered_with_an_offer() {
+fn reinvite_without_sdp_is_answered_with_an_offer_and_the_ack_answer_can_hold() {
     let mut net = Net::new();
     net.add(A, config(A), &[]);
     let a = call_raw(&mut net);
@@ -2492,8 +2492,17 @@ Contact: <sip:raw@{RAW}>\r\n{ctype}Content-Length: {}\r\n\r\n{body}",
     net.run(secs(10));
     assert_eq!(net.received(RAW, |p| p.is_response(200, "INVITE")).len(), 1);
     assert!(net.errors(A).is_empty(), "{:?}", net.errors(A));
-    // The held state shows on the next change the UI sees; the call is still up.
-    assert_ne!(net.state(A, a), Some(CallState::Ended));
+    // The answer in the ACK holds A: the UI hears of it.
+    let last = net.last(A, a).unwrap();
+    assert_eq!(last.state, CallState::Held, "{}", net.dump());
+    assert_eq!(
+        last.hold,
+        Some(HoldState {
+            local: false,
+            remote: true
+        })
+    );
+    assert_eq!(net.ua(A).call_states(), [(a, CallState::Held)]);
 }
 
 #[test]
