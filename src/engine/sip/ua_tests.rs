@@ -2410,7 +2410,7 @@ fn cancel_and_in_dialog_requests_for_nothing_get_481() {
     assert!(net.events(B).is_empty());
 }
 
-/// A calls RAW (a hand-driven callee), which answers; returns A's call and RAW's dialog tag.
+/// A calls RAW (a hand-driven callee), which answers at once; returns A's call.
 fn call_raw(net: &mut Net) -> CallId {
     net.cmd(
         A,
@@ -2520,4 +2520,85 @@ fn stats_report_codec_and_duration() {
     assert_eq!(calls[0].codec.as_deref(), Some("opus/48000/2"));
     assert!((calls[0].duration_s - 10.0).abs() < 1e-6);
     assert_eq!(calls[0].remote_media.as_deref(), Some("127.0.0.1:20000"));
+}
+
+#[test]
+fn quit_answers_a_challenge_to_the_unregister_before_stopping() {
+    let mut net = registering("secret", 600, |r| r.one_time_nonces = true);
+    net.settle();
+    assert_eq!(net.reg_state(A), Some(RegistrationState::Registered));
+    net.cmd(A, Command::Quit);
+    net.settle();
+    let asked: Vec<(u32, bool)> = net.registrar().seen.clone();
+    assert_eq!(asked, [(600, false), (600, true), (0, true), (0, true)]);
+    assert!(net.registrar().bindings.is_empty(), "{}", net.dump());
+    assert_eq!(net.events(A).last(), Some(&Event::Stopped));
+}
+
+#[test]
+fn proxy_that_changes_its_nonce_on_every_407_does_not_get_an_invite_storm() {
+    let mut net = Net::new();
+    let acct = Account {
+        uri: "sip:alice@dialtone.test".into(),
+        password: "wrong".into(),
+        outbound_proxy: RAW.to_string(),
+        register: false,
+        ..Account::default()
+    };
+    net.add(A, config(A), &[acct]);
+    net.cmd(
+        A,
+        Command::Call {
+            uri: "sip:bob@dialtone.test".into(),
+            account: None,
+        },
+    );
+    net.settle();
+    for round in 0..10 {
+        let invites = net.received(RAW, |p| p.is_initial_invite());
+        let Some(inv) = invites.get(round).map(|p| (*p).clone()) else {
+            break;
+        };
+        let challenge = auth::challenge_header(
+            "dialtone.test",
+            &format!("pnonce{round}"),
+            Algorithm::Md5,
+            true,
+        );
+        net.inject(
+            RAW,
+            A,
+            raw_reply(
+                &inv,
+                407,
+                "Proxy Authentication Required",
+                &[("Proxy-Authenticate", &challenge)],
+                "",
+            ),
+        );
+        net.settle();
+    }
+    let a = net.outgoing(A)[0];
+    assert_eq!(net.ended(A, a), Some((EndReason::Error, Some(407))));
+    // The answer to the first challenge met a new one: wrong credentials, no third INVITE.
+    assert_eq!(net.received(RAW, |p| p.is_initial_invite()).len(), 2);
+}
+
+#[test]
+fn after_a_nat_rewrite_calls_carry_the_public_contact() {
+    let mut net = registering("secret", 600, |r| r.nat = Some(("192.0.2.7".into(), 40000)));
+    net.add(B, config(B), &[]);
+    net.settle();
+    assert_eq!(net.reg_state(A), Some(RegistrationState::Registered));
+    net.cmd(
+        A,
+        Command::Call {
+            uri: format!("sip:bob@{B}"),
+            account: None,
+        },
+    );
+    net.settle();
+    let inv = net.sent(A, |p| p.is_initial_invite())[0];
+    assert_eq!(inv.to_addr(), Some(B));
+    assert_eq!(inv.header("Contact"), Some("<sip:alice@192.0.2.7:40000>"));
 }
