@@ -419,7 +419,7 @@ async fn tcp_acceptor(listener: TcpListener, tx: mpsc::UnboundedSender<NetEvent>
                 if tx.send(NetEvent::Connected { key, writer: w }).is_err() {
                     return;
                 }
-                tokio::spawn(serve_stream(stream, key, r, tx.clone()));
+                tokio::spawn(serve_stream(stream, key, Side::Accepted, r, tx.clone()));
             }
             Err(e) => {
                 tracing::warn!("tcp accept: {e}");
@@ -455,9 +455,9 @@ async fn connect(
     };
     let _ = stream.set_nodelay(true);
     match tls {
-        None => serve_stream(stream, key, writes, tx).await,
+        None => serve_stream(stream, key, Side::Opened, writes, tx).await,
         Some((connector, name)) => match connector.connect(name, stream).await {
-            Ok(s) => serve_stream(s, key, writes, tx).await,
+            Ok(s) => serve_stream(s, key, Side::Opened, writes, tx).await,
             Err(e) => fail(
                 format!("TLS handshake with {} failed: {e}", target.host),
                 writes,
@@ -466,18 +466,38 @@ async fn connect(
     }
 }
 
+/// How often we ping a connection we opened (RFC 5626 4.4.1 double-CRLF keep-alive), so that a
+/// server or NAT does not close the flow it reaches us on.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Who opened a stream connection: we answer keep-alive pings on the ones we accepted, and send
+/// pings (ignoring the pongs) on the ones we opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Accepted,
+    Opened,
+}
+
 /// Reads frames from a stream and writes queued messages to it, until either side closes.
 async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     key: (Transport, SocketAddr),
+    side: Side,
     mut writes: mpsc::UnboundedReceiver<Vec<u8>>,
     tx: mpsc::UnboundedSender<NetEvent>,
 ) {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut framer = StreamFramer::default();
     let mut buf = vec![0u8; 16 * 1024];
+    let mut keepalive =
+        tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
     loop {
         tokio::select! {
+            _ = keepalive.tick(), if side == Side::Opened => {
+                if wr.write_all(b"\r\n\r\n").await.is_err() {
+                    break;
+                }
+            }
             n = rd.read(&mut buf) => {
                 let n = match n {
                     Ok(0) | Err(_) => break,
@@ -492,12 +512,14 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
                                 return;
                             }
                         }
-                        Ok(Some(Frame::Ping)) => {
+                        Ok(Some(Frame::Ping)) if side == Side::Accepted => {
                             // RFC 5626 keep-alive: answer the ping with a pong.
                             if wr.write_all(b"\r\n").await.is_err() {
                                 break;
                             }
                         }
+                        // Pongs to our own pings.
+                        Ok(Some(Frame::Ping)) => {}
                         Ok(None) => break,
                         Err(e) => {
                             tracing::warn!("closing {}:{}: unframeable stream: {e}", key.0, key.1);

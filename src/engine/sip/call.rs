@@ -40,7 +40,13 @@ pub struct PendingReinvite {
     pub branch: String,
     pub hold: bool,
     pub request: Message,
+    /// No final answer by then: CANCEL it and keep the call as it was.
+    pub deadline: Instant,
 }
+
+/// How long an outgoing call may ring unanswered before we CANCEL it as `timeout` (proxies
+/// use about the same bound, RFC 3261 timer C).
+pub const RING_LIMIT: Duration = Duration::from_secs(180);
 
 #[derive(Debug)]
 pub struct Call {
@@ -66,6 +72,8 @@ pub struct Call {
     pub cancelled: bool,
     /// After CANCEL, give up waiting for the 487 at this time.
     pub cancel_deadline: Option<Instant>,
+    /// Outgoing and ringing: CANCEL with reason `timeout` at this time (`RING_LIMIT`).
+    pub ring_deadline: Option<Instant>,
     pub auth: Option<ClientAuth>,
     /// Our ACK for the 2xx, sent again when the 2xx is retransmitted.
     pub ack: Option<(Vec<u8>, Target)>,
@@ -128,6 +136,7 @@ impl Call {
             cancel_pending: false,
             cancelled: false,
             cancel_deadline: None,
+            ring_deadline: None,
             auth: None,
             ack: None,
             invite_in: None,
@@ -259,6 +268,9 @@ impl Call {
                 .as_ref()
                 .map(|p| p.next_at.min(p.give_up_at)),
             self.cancel_deadline,
+            self.ring_deadline
+                .filter(|_| matches!(self.phase, Phase::Calling | Phase::Ringing)),
+            self.reinvite.as_ref().map(|r| r.deadline),
             self.reinvite_retry.map(|(t, _)| t),
         ]
         .into_iter()

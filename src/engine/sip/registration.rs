@@ -106,11 +106,13 @@ impl Registration {
                 {
                     let seen = (host, port);
                     let used = (contact.host.clone(), contact.port.unwrap_or(5060));
-                    // Over TCP/TLS the rport is our connection's ephemeral source port, never
-                    // the one we listen on: only a different address means a NAT. Registering
-                    // that port would make us unreachable once the connection closes.
-                    let stream = !via.transport.eq_ignore_ascii_case("UDP");
-                    let nat = seen.0 != used.0 || (!stream && seen.1 != used.1);
+                    // Over TCP the rport is our connection's ephemeral source port, never the
+                    // one we listen on: only a different address means a NAT (registering that
+                    // port would make us unreachable once the connection closes). Over TLS we
+                    // accept no connections, so the connection itself is the only way back to
+                    // us: register it (the engine keeps it open with keep-alives).
+                    let listening = via.transport.eq_ignore_ascii_case("TCP");
+                    let nat = seen.0 != used.0 || (!listening && seen.1 != used.1);
                     if nat && self.public.as_ref() != Some(&seen) {
                         self.public = Some(seen);
                         self.stale_contact = Some(contact.to_string());

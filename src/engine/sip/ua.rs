@@ -5,7 +5,7 @@
 //! packets to send and events for the UI, and sleeps until `next_deadline()`. Nothing here
 //! touches a socket or reads a clock, so every flow is testable with a fake clock.
 
-use super::call::{Call, PendingOk, PendingReinvite, Phase};
+use super::call::{Call, PendingOk, PendingReinvite, Phase, RING_LIMIT};
 use super::client_auth::ClientAuth;
 use super::dialog::Dialog;
 use super::message::{Message, Method};
@@ -669,6 +669,7 @@ impl UserAgent {
             100..=199 => {
                 // Any provisional response, 100 included, allows a CANCEL (RFC 3261 9.1).
                 call.provisional_seen = true;
+                call.ring_deadline.get_or_insert(now + RING_LIMIT);
                 if resp
                     .header("Content-Type")
                     .is_some_and(|t| t.contains("sdp"))
@@ -831,6 +832,11 @@ impl UserAgent {
             return;
         };
         let target = call.target.clone();
+        self.cancel_request(&inv, &branch, target, now);
+    }
+
+    /// CANCEL for a pending INVITE (9.1): same Request-URI, top Via, From, To, Call-ID, Route.
+    fn cancel_request(&mut self, inv: &Message, branch: &str, target: Target, now: Instant) {
         let mut cancel = Message::request(Method::Cancel, inv.request_uri().unwrap_or_default());
         for name in ["Via", "Route", "From", "To", "Call-ID"] {
             for h in inv.headers.iter().filter(|h| h.name == name) {
@@ -843,7 +849,7 @@ impl UserAgent {
         let seq = inv.cseq().map(|(n, _)| n).unwrap_or(1);
         cancel.push_header("CSeq", format!("{seq} CANCEL"));
         cancel.push_header("Max-Forwards", "70");
-        self.start_client(cancel, &branch, target, Owner::Cancel, now);
+        self.start_client(cancel, branch, target, Owner::Cancel, now);
     }
 
     // ------------------------------------------------------------------ in-dialog requests
@@ -992,6 +998,7 @@ impl UserAgent {
             branch: branch.clone(),
             hold,
             request: req.clone(),
+            deadline: now + self.cfg.timers.timeout(),
         });
         tracing::info!(call = %id, "{} (re-INVITE)", if hold { "holding" } else { "resuming" });
         self.start_client(req, &branch, target, Owner::Reinvite(id), now);
@@ -1762,11 +1769,45 @@ impl UserAgent {
             .reinvite_retry
             .filter(|(t, _)| now >= *t)
             .map(|(_, h)| h);
+        let ring_expired = call.ring_deadline.is_some_and(|t| now >= t)
+            && matches!(call.phase, Phase::Calling | Phase::Ringing);
+        if ring_expired {
+            call.ring_deadline = None;
+        }
+        let stuck_reinvite = match &call.reinvite {
+            Some(r) if now >= r.deadline => call
+                .reinvite
+                .take()
+                .map(|r| (r.request, r.branch, call.target.transport)),
+            _ => None,
+        };
         if let Some((t, b)) = resend {
             self.transmit(t, b);
         }
         if let Some(k) = give_up_invite {
             self.client.remove(&k);
+        }
+        if ring_expired {
+            tracing::info!(call = %id, "no answer within {} s: cancelling", RING_LIMIT.as_secs());
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.cancelled = true;
+            }
+            self.send_cancel(id, now);
+            self.end_call(id, EndReason::Timeout, None, now);
+        }
+        if let Some((req, branch, transport)) = stuck_reinvite {
+            // Only provisional answers for 64*T1: withdraw the offer, keep the call as it was.
+            self.error(format!(
+                "call {id}: the far end did not answer the re-INVITE"
+            ));
+            let target = self
+                .calls
+                .get(&id)
+                .and_then(|c| c.dialog.as_ref())
+                .map(|d| Target::for_uri(&d.next_hop(), transport));
+            if let Some(target) = target {
+                self.cancel_request(&req, &branch, target, now);
+            }
         }
         if no_ack {
             self.error(format!("call {id}: no ACK for our 200 OK"));
@@ -1790,7 +1831,23 @@ impl UserAgent {
 
     /// Drops finished transactions and calls that nothing refers to any more.
     fn sweep(&mut self, now: Instant) {
-        self.client.retain(|_, e| !e.tx.is_terminated());
+        // An INVITE transaction that only ever got provisional answers has no timer left; once
+        // its call is over nothing will end it, so it goes with the call.
+        let over: Vec<CallId> = self
+            .calls
+            .values()
+            .filter(|c| c.phase == Phase::Ended && c.cancel_deadline.is_none())
+            .map(|c| c.id)
+            .collect();
+        self.client.retain(|_, e| {
+            let orphan = match e.owner {
+                Owner::Invite(id) | Owner::Reinvite(id) => {
+                    e.tx.next_deadline().is_none() && over.contains(&id)
+                }
+                _ => false,
+            };
+            !e.tx.is_terminated() && !orphan
+        });
         self.server.retain(|_, e| match e.keep_until {
             Some(t) => now < t,
             None => !e.tx.is_terminated(),

@@ -2457,6 +2457,75 @@ fn hold_refused_by_the_far_end_keeps_the_call_up() {
 }
 
 #[test]
+fn reinvite_answered_only_with_100_is_cancelled_after_64_t1_and_the_call_stays_up() {
+    let mut net = Net::new();
+    net.add(A, config(A), &[]);
+    let a = call_raw(&mut net);
+    net.cmd(A, Command::Hold { call: a });
+    net.settle();
+    let reinv = net.received(RAW, |p| p.is_reinvite())[0].clone();
+    net.inject(RAW, A, raw_reply(&reinv, 100, "Trying", &[], ""));
+    net.run(T1 * 64 + secs(1));
+    // One CANCEL (retransmitted while unanswered), for the re-INVITE's transaction.
+    let cancels = net.received(RAW, |p| p.is_request("CANCEL"));
+    assert!(!cancels.is_empty(), "{}", net.dump());
+    assert_eq!(cancels[0].at, T1 * 64, "{}", net.dump());
+    let reinv_branch = reinv
+        .msg
+        .as_ref()
+        .unwrap()
+        .top_via()
+        .unwrap()
+        .branch()
+        .map(str::to_string);
+    for c in &cancels {
+        assert_eq!(
+            c.msg
+                .as_ref()
+                .unwrap()
+                .top_via()
+                .unwrap()
+                .branch()
+                .map(str::to_string),
+            reinv_branch,
+            "the CANCEL matches the re-INVITE's transaction"
+        );
+    }
+    assert_eq!(net.state(A, a), Some(CallState::Established));
+    assert_eq!(net.errors(A).len(), 1, "{:?}", net.errors(A));
+    // The far end finally ends the re-INVITE: it is ACKed and the user may hold again.
+    net.inject(
+        RAW,
+        A,
+        raw_reply(&reinv, 487, "Request Terminated", &[], ""),
+    );
+    net.settle();
+    net.cmd(A, Command::Hold { call: a });
+    net.settle();
+    assert_eq!(
+        net.received(RAW, |p| p.is_reinvite()).len(),
+        2,
+        "{}",
+        net.dump()
+    );
+}
+
+#[test]
+fn outgoing_call_ringing_for_three_minutes_is_cancelled_as_timeout() {
+    let mut net = Net::pair();
+    let (a, b) = net.ring(A, B);
+    net.run(secs(181));
+    assert_eq!(
+        net.ended(A, a).map(|e| e.0),
+        Some(EndReason::Timeout),
+        "{}",
+        net.dump()
+    );
+    assert_eq!(net.ended(B, b).map(|e| e.0), Some(EndReason::Cancelled));
+    assert_eq!(net.count(A, |p| p.is_request("CANCEL")), 1);
+}
+
+#[test]
 fn reinvite_without_sdp_is_answered_with_an_offer_and_the_ack_answer_can_hold() {
     let mut net = Net::new();
     net.add(A, config(A), &[]);
