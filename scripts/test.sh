@@ -57,7 +57,7 @@ printf '%s\n' "${results[@]}"
 # cargo prints one "test result:" line per test binary (unit, integration, doc tests)
 if grep -q '^test result:' "$test_log" 2>/dev/null; then
 	awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i } n++ }
-		END { printf "tests: %d passed, %d failed, %d ignored in %d test binaries\n", p, f, g, n }' "$test_log"
+		END { printf "%d test binaries, %d tests ignored\ntests: %d passed, %d failed\n", n, g, p, f }' "$test_log"
 fi
 if grep -q '^test .* \.\.\. FAILED$' "$test_log" 2>/dev/null; then
 	echo "failed tests:"
