@@ -778,6 +778,52 @@ fn digest_challenges_carry_realm_and_nonce() {
 }
 
 #[test]
+fn every_digest_challenge_and_answer_parses_and_real_answers_verify() {
+    use dialtone::engine::sip::auth::{Challenge, Credentials};
+    let password = |user: &str| match user {
+        "alice" => Some("alicepw"),
+        "bob" => Some("bobpw"),
+        "carol" => Some("carolpw"),
+        _ => None,
+    };
+    let (mut challenges, mut answers, mut verified) = (0, 0, 0);
+    for_every_message(|s| {
+        let m = parsed(s)?;
+        for name in ["WWW-Authenticate", "Proxy-Authenticate"] {
+            for v in m.header_values(name) {
+                let ch = Challenge::parse(v).map_err(|e| format!("{name} {v:?}: {e}"))?;
+                ensure!(
+                    v.contains(&format!("realm=\"{}\"", ch.realm))
+                        && v.contains(&format!("nonce=\"{}\"", ch.nonce)),
+                    "{name} {v:?} read as realm {:?} nonce {:?}",
+                    ch.realm,
+                    ch.nonce
+                );
+                challenges += 1;
+            }
+        }
+        for name in ["Authorization", "Proxy-Authorization"] {
+            for v in m.header_values(name) {
+                let cr = Credentials::parse(v).map_err(|e| format!("{name} {v:?}: {e}"))?;
+                answers += 1;
+                let (Some(pw), Some(method)) = (password(&cr.username), m.method()) else {
+                    continue;
+                };
+                ensure!(
+                    cr.verify(pw, method.as_str(), &m.body),
+                    "{name} of {} does not verify with the test password: {v:?}",
+                    cr.username
+                );
+                verified += 1;
+            }
+        }
+        Ok(())
+    });
+    println!("{challenges} challenges, {answers} answers, {verified} verified");
+    assert!(challenges >= 70 && answers >= 80 && verified >= 80);
+}
+
+#[test]
 fn softphone_header_accessors_match_the_bytes() {
     let mut seen = [0usize; 4];
     for_every_message(|s| {
