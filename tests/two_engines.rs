@@ -122,6 +122,28 @@ fn account(user: &str, password: &str, registrar: &str, transport: Transport) ->
     }
 }
 
+/// A registrar with alice and bob, both engines registered at it over the given transports.
+fn alice_and_bob(a: Transport, b: Transport) -> (Registrar, (Engine, Events), (Engine, Events)) {
+    let reg = Registrar::start(
+        Options::default()
+            .user("alice", "alicepw")
+            .user("bob", "bobpw"),
+    );
+    let mut alice = start(
+        "alice",
+        settings(vec![account("alice", "alicepw", &reg.addr(), a)]),
+    );
+    let mut bob = start(
+        "bob",
+        settings(vec![account("bob", "bobpw", &reg.addr(), b)]),
+    );
+    for ev in [&mut alice.1, &mut bob.1] {
+        let e = registered(ev);
+        assert!(is_registration(&e, RegistrationState::Registered), "{e:?}");
+    }
+    (reg, alice, bob)
+}
+
 fn is_registration(e: &Event, want: RegistrationState) -> bool {
     matches!(e, Event::Registration { state, .. } if *state == want)
 }
@@ -466,32 +488,7 @@ fn tls_to_an_untrusted_server_fails() {
 
 #[test]
 fn shutdown_unregisters_and_stops() {
-    let reg = Registrar::start(
-        Options::default()
-            .user("alice", "alicepw")
-            .user("bob", "bobpw"),
-    );
-    let (a, mut a_ev) = start(
-        "alice",
-        settings(vec![account(
-            "alice",
-            "alicepw",
-            &reg.addr(),
-            Transport::Udp,
-        )]),
-    );
-    let (b, mut b_ev) = start(
-        "bob",
-        settings(vec![account("bob", "bobpw", &reg.addr(), Transport::Tcp)]),
-    );
-    assert!(is_registration(
-        &registered(&mut a_ev),
-        RegistrationState::Registered
-    ));
-    assert!(is_registration(
-        &registered(&mut b_ev),
-        RegistrationState::Registered
-    ));
+    let (reg, (a, mut a_ev), (b, mut b_ev)) = alice_and_bob(Transport::Udp, Transport::Tcp);
     assert_eq!(reg.binding_count(), 2);
     let started = Instant::now();
     a.shutdown();
@@ -586,32 +583,7 @@ fn dead_server_over_udp_fails_after_timer_f() {
 
 #[test]
 fn call_through_the_registrar_with_hold_resume_and_hangup() {
-    let reg = Registrar::start(
-        Options::default()
-            .user("alice", "alicepw")
-            .user("bob", "bobpw"),
-    );
-    let (a, mut a_ev) = start(
-        "alice",
-        settings(vec![account(
-            "alice",
-            "alicepw",
-            &reg.addr(),
-            Transport::Udp,
-        )]),
-    );
-    let (b, mut b_ev) = start(
-        "bob",
-        settings(vec![account("bob", "bobpw", &reg.addr(), Transport::Udp)]),
-    );
-    assert!(is_registration(
-        &registered(&mut a_ev),
-        RegistrationState::Registered
-    ));
-    assert!(is_registration(
-        &registered(&mut b_ev),
-        RegistrationState::Registered
-    ));
+    let (reg, (a, mut a_ev), (b, mut b_ev)) = alice_and_bob(Transport::Udp, Transport::Udp);
 
     let bob = format!("sip:bob@{}", reg.addr());
     let (a_call, b_call) = connect(&a, &mut a_ev, &b, &mut b_ev, &bob);
@@ -654,32 +626,7 @@ fn call_through_the_registrar_with_hold_resume_and_hangup() {
 
 #[test]
 fn call_through_the_registrar_to_a_tcp_user_callee_hangs_up() {
-    let reg = Registrar::start(
-        Options::default()
-            .user("alice", "alicepw")
-            .user("bob", "bobpw"),
-    );
-    let (a, mut a_ev) = start(
-        "alice",
-        settings(vec![account(
-            "alice",
-            "alicepw",
-            &reg.addr(),
-            Transport::Udp,
-        )]),
-    );
-    let (b, mut b_ev) = start(
-        "bob",
-        settings(vec![account("bob", "bobpw", &reg.addr(), Transport::Tcp)]),
-    );
-    assert!(is_registration(
-        &registered(&mut a_ev),
-        RegistrationState::Registered
-    ));
-    assert!(is_registration(
-        &registered(&mut b_ev),
-        RegistrationState::Registered
-    ));
+    let (reg, (a, mut a_ev), (b, mut b_ev)) = alice_and_bob(Transport::Udp, Transport::Tcp);
     let bob = format!("sip:bob@{}", reg.addr());
     let (a_call, b_call) = connect(&a, &mut a_ev, &b, &mut b_ev, &bob);
     // The callee's re-INVITE goes the other way through the route set.
@@ -966,32 +913,7 @@ fn caller_hangs_up_straight_after_dialling() {
 
 #[test]
 fn caller_cancels_through_the_registrar() {
-    let reg = Registrar::start(
-        Options::default()
-            .user("alice", "alicepw")
-            .user("bob", "bobpw"),
-    );
-    let (a, mut a_ev) = start(
-        "alice",
-        settings(vec![account(
-            "alice",
-            "alicepw",
-            &reg.addr(),
-            Transport::Udp,
-        )]),
-    );
-    let (_b, mut b_ev) = start(
-        "bob",
-        settings(vec![account("bob", "bobpw", &reg.addr(), Transport::Udp)]),
-    );
-    assert!(is_registration(
-        &registered(&mut a_ev),
-        RegistrationState::Registered
-    ));
-    assert!(is_registration(
-        &registered(&mut b_ev),
-        RegistrationState::Registered
-    ));
+    let (reg, (a, mut a_ev), (_b, mut b_ev)) = alice_and_bob(Transport::Udp, Transport::Udp);
     a.send(Command::Call {
         uri: format!("sip:bob@{}", reg.addr()),
         account: None,
