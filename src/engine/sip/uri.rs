@@ -69,12 +69,11 @@ pub fn write_params(f: &mut impl fmt::Write, params: &Params) -> fmt::Result {
     Ok(())
 }
 
-/// Splits at `sep` outside double quotes and angle brackets.
-pub fn split_top(s: &str, sep: char) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut quoted, mut escaped, mut angle) = (false, false, 0u32);
-    let mut start = 0;
-    for (i, c) in s.char_indices() {
+/// The characters of `s` that stand outside double-quoted strings (quotes themselves excluded),
+/// with their byte index.
+fn unquoted(s: &str) -> impl Iterator<Item = (usize, char)> + '_ {
+    let (mut quoted, mut escaped) = (false, false);
+    s.char_indices().filter(move |&(_, c)| {
         if quoted {
             match c {
                 _ if escaped => escaped = false,
@@ -82,10 +81,23 @@ pub fn split_top(s: &str, sep: char) -> Vec<&str> {
                 '"' => quoted = false,
                 _ => {}
             }
-            continue;
+            return false;
         }
+        if c == '"' {
+            quoted = true;
+            return false;
+        }
+        true
+    })
+}
+
+/// Splits at `sep` outside double quotes and angle brackets.
+pub fn split_top(s: &str, sep: char) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut angle = 0u32;
+    let mut start = 0;
+    for (i, c) in unquoted(s) {
         match c {
-            '"' => quoted = true,
             '<' => angle += 1,
             '>' => angle = angle.saturating_sub(1),
             _ if c == sep && angle == 0 => {
@@ -318,25 +330,7 @@ impl NameAddr {
 
     pub fn parse(s: &str) -> Result<NameAddr, UriError> {
         let s = s.trim();
-        // Find '<' outside quotes.
-        let mut quoted = false;
-        let mut escaped = false;
-        let mut lt = None;
-        for (i, c) in s.char_indices() {
-            if quoted {
-                match c {
-                    _ if escaped => escaped = false,
-                    '\\' => escaped = true,
-                    '"' => quoted = false,
-                    _ => {}
-                }
-            } else if c == '"' {
-                quoted = true;
-            } else if c == '<' {
-                lt = Some(i);
-                break;
-            }
-        }
+        let lt = unquoted(s).find(|&(_, c)| c == '<').map(|(i, _)| i);
         match lt {
             Some(i) => {
                 let display = unquote(&s[..i]);
