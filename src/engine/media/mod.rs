@@ -1,0 +1,3 @@
+//! Media: the classic-SIP RTP session (RTP/RTCP framing, statistics, DTMF) and SDES-SRTP.
+
+pub mod srtp;
