@@ -1411,6 +1411,43 @@ mod tests {
     }
 
     #[test]
+    fn savp_call_carries_audio_dtmf_and_rtcp_through_srtp() {
+        use crate::engine::media::srtp::{
+            CryptoAttribute, SrtpContext, accept_answer, answer_offer,
+        };
+        let now = t0();
+        let offer = CryptoAttribute::offer().unwrap();
+        let lines: Vec<String> = offer.iter().map(|a| a.sdp_line()).collect();
+        let (b_ours, b_theirs) = answer_offer(&lines).unwrap();
+        let (a_ours, a_theirs) = accept_answer(&offer, &b_ours.sdp_line()).unwrap();
+        let mut a_srtp = SrtpContext::from_attributes(&a_ours, &a_theirs).unwrap();
+        let mut b_srtp = SrtpContext::from_attributes(&b_ours, &b_theirs).unwrap();
+        let mut a = session(0x1);
+        let mut b = session(0x2);
+        for i in 0..5u64 {
+            let p = a.sender.packetize(PCMU, 160, &[0x55; 160], false, now);
+            let wire = a_srtp.protect_rtp(&p).unwrap();
+            let got = b
+                .receiver
+                .receive(&b_srtp.unprotect_rtp(&wire).unwrap(), now + ms(20 * i))
+                .unwrap();
+            assert_eq!(&got.media.unwrap().payload[..], &[0x55; 160][..]);
+        }
+        let mut digits = vec![];
+        for p in a.sender.dtmf(TE, '9', 480, 160, 10, now).unwrap() {
+            let plain = b_srtp.unprotect_rtp(&a_srtp.protect_rtp(&p.bytes).unwrap());
+            digits.extend(b.receiver.receive(&plain.unwrap(), now).unwrap().dtmf);
+        }
+        assert_eq!(digits.iter().map(|d| d.key).collect::<String>(), "9");
+        let sr = a_srtp.protect_rtcp(&a.build_report(now).unwrap()).unwrap();
+        let info = b
+            .receive_rtcp(&b_srtp.unprotect_rtcp(&sr).unwrap(), now)
+            .unwrap();
+        // 5 audio packets, then 2 DTMF updates (160, 320) and 3 end packets (480).
+        assert_eq!(info.sender_counts, Some((5 + 5, 5 * 160 + 5 * 4)));
+    }
+
+    #[test]
     fn garbage_rtcp_is_an_error() {
         let mut a = session(1);
         assert!(a.receive_rtcp(&[], t0()).is_err());
