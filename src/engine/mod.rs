@@ -2,6 +2,7 @@
 //! `Command`s and reporting `Event`s. `Engine::spawn` is the only way in; the UI or the headless
 //! front-end never sees protocol state.
 
+pub mod media;
 pub mod net;
 pub mod runtime;
 pub mod sip;
