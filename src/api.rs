@@ -128,6 +128,39 @@ pub struct CallStats {
     pub local_rtp_port: Option<u16>,
     /// Seconds since the call was established (0 before).
     pub duration_s: f64,
+    /// RTP figures while the call has media.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaStats>,
+}
+
+/// One call's RTP figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct MediaStats {
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    /// Expected minus received (RFC 3550 A.3).
+    pub lost: i64,
+    /// Interarrival jitter (RFC 3550 A.8).
+    pub jitter_ms: f64,
+    /// The jitter buffer's current playout delay.
+    pub jitter_buffer_ms: u32,
+    /// Captured frames the hub handed to this call.
+    pub frames_fanned_out: u64,
+}
+
+/// The audio devices, opened once for the life of the engine: the counters prove it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceStats {
+    pub input: String,
+    pub output: String,
+    pub input_opens: u32,
+    pub output_opens: u32,
+    pub frames_captured: u64,
+    pub frames_played: u64,
+    /// Encodes done: one per codec in use per captured frame, however many calls share it.
+    pub encodes: u64,
 }
 
 /// What the engine tells the UI.
@@ -174,11 +207,11 @@ pub enum Event {
     },
     Stats {
         calls: Vec<CallStats>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        devices: Option<DeviceStats>,
     },
     /// Something the user should see: a bad command, a broken setting, a transport failure.
-    Error {
-        message: String,
-    },
+    Error { message: String },
     /// The engine has stopped (after `Quit`): nothing more will come.
     Stopped,
 }

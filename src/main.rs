@@ -45,6 +45,12 @@ struct Cli {
     /// RTP port range, e.g. 20200-20299.
     #[arg(long, value_name = "FIRST-LAST")]
     rtp_ports: Option<String>,
+    /// Microphone: default, device:NAME, tone:HZ, wav:FILE or silence.
+    #[arg(long, value_name = "SOURCE")]
+    audio_in: Option<String>,
+    /// Speaker: default, device:NAME, wav:FILE or null.
+    #[arg(long, value_name = "SINK")]
+    audio_out: Option<String>,
     /// Answer every incoming call at once.
     #[arg(long)]
     auto_answer: bool,
@@ -89,6 +95,12 @@ fn settings_from(cli: &Cli) -> Result<Settings, String> {
         settings.rtp_ports = r.clone();
     }
     settings.auto_answer |= cli.auto_answer;
+    if let Some(a) = &cli.audio_in {
+        settings.audio_in = a.clone();
+    }
+    if let Some(a) = &cli.audio_out {
+        settings.audio_out = a.clone();
+    }
     settings.validate().map_err(|e| e.to_string())?;
     Ok(settings)
 }

@@ -199,7 +199,7 @@ fn ended(ev: &mut Events, call: CallId) -> (Option<EndReason>, Option<u16>) {
 fn stats(engine: &Engine, ev: &mut Events) -> Vec<CallStats> {
     engine.send(Command::Stats);
     match wait_for(ev, |e| matches!(e, Event::Stats { .. }), T) {
-        Event::Stats { calls } => calls,
+        Event::Stats { calls, .. } => calls,
         _ => unreachable!(),
     }
 }

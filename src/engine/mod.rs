@@ -3,6 +3,7 @@
 //! front-end never sees protocol state.
 
 pub mod media;
+pub mod media_net;
 pub mod net;
 pub mod runtime;
 pub mod sip;

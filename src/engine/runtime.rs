@@ -1,6 +1,9 @@
 //! The I/O loop: the only place that waits. It feeds the user agent commands, packets and the
 //! time, and carries out what comes back (send bytes, hand events to the UI).
 
+use super::media::devices::{InputSpec, OutputSpec};
+use super::media::engine::MediaEngine;
+use super::media_net::MediaNet;
 use super::net::{Net, NetEvent};
 use super::sip::ua::{Config, Output, UserAgent};
 use super::{EngineError, Waker};
@@ -31,12 +34,34 @@ pub async fn run(
             return;
         }
     };
+    // The audio devices are opened here, once, before any call: every call is fed from them.
+    let (input, output) = match (
+        InputSpec::parse(&settings.audio_in),
+        OutputSpec::parse(&settings.audio_out),
+    ) {
+        (Ok(i), Ok(o)) => (i, o),
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = ready.send(Err(EngineError::Settings(e.to_string())));
+            return;
+        }
+    };
+    let (engine, device_errors) = MediaEngine::open(input, output);
+    let bind_ip = settings
+        .listen_addr()
+        .map(|a| a.ip())
+        .unwrap_or_else(|_| net.advertised().ip());
+    let mut media = MediaNet::new(engine, bind_ip);
     let _ = ready.send(Ok(net.advertised()));
+    for e in device_errors {
+        let _ = events.send(Event::Error {
+            message: format!("audio: {e}"),
+        });
+    }
     let mut ua = UserAgent::new(cfg, &settings.accounts);
     ua.start(Instant::now());
     let mut commands_open = true;
     loop {
-        flush(&mut ua, &mut net, &events, waker.as_ref()).await;
+        flush(&mut ua, &mut net, &mut media, &events, waker.as_ref()).await;
         if ua.is_stopped() {
             break;
         }
@@ -76,6 +101,16 @@ pub async fn run(
                 }
             }
             _ = tokio::time::sleep_until(deadline) => ua.handle_timeout(Instant::now()),
+            rtp = media.rtp.recv() => {
+                if let Some((call, bytes)) = rtp {
+                    media.engine.on_rtp(call, &bytes, Instant::now());
+                }
+            }
+            _ = media.clock.tick(), if media.engine.active() => {
+                if let Some(e) = media.tick() {
+                    let _ = events.send(e);
+                }
+            }
         }
     }
     tracing::info!("engine stopped");
@@ -84,6 +119,7 @@ pub async fn run(
 async fn flush(
     ua: &mut UserAgent,
     net: &mut Net,
+    media: &mut MediaNet,
     events: &mpsc::UnboundedSender<Event>,
     waker: Option<&Waker>,
 ) {
@@ -99,10 +135,26 @@ async fn flush(
                     ua.handle_transport_error(&target, &why, Instant::now());
                 }
             }
+            Output::Event(Event::Stats { mut calls, .. }) => {
+                // The SIP side knows the calls, the media side their RTP figures and the devices.
+                for c in &mut calls {
+                    c.media = media.engine.call_stats(c.call);
+                }
+                let devices = Some(media.engine.device_stats());
+                let _ = events.send(Event::Stats { calls, devices });
+                woke = true;
+            }
             Output::Event(e) => {
                 let _ = events.send(e);
                 woke = true;
             }
+            Output::Media { call, params } => {
+                if let Err(e) = media.set_call(call, params).await {
+                    let _ = events.send(e);
+                    woke = true;
+                }
+            }
+            Output::MediaStop { call } => media.stop_call(call),
         }
     }
     if woke && let Some(w) = waker {

@@ -118,6 +118,10 @@ pub struct Settings {
     pub auto_answer: bool,
     /// User-Agent header.
     pub user_agent: String,
+    /// Microphone: `default`, `device:NAME`, `tone:HZ`, `wav:FILE` or `silence`.
+    pub audio_in: String,
+    /// Speaker: `default`, `device:NAME`, `wav:FILE` or `null`.
+    pub audio_out: String,
 }
 
 impl Default for Settings {
@@ -128,6 +132,8 @@ impl Default for Settings {
             rtp_ports: "20000-20999".into(),
             auto_answer: false,
             user_agent: format!("Dialtone/{}", env!("CARGO_PKG_VERSION")),
+            audio_in: "default".into(),
+            audio_out: "default".into(),
         }
     }
 }
@@ -199,6 +205,10 @@ impl Settings {
     /// Checks what serde cannot: URIs, the port range, the listen address.
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.rtp_port_range()?;
+        crate::engine::media::devices::InputSpec::parse(&self.audio_in)
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        crate::engine::media::devices::OutputSpec::parse(&self.audio_out)
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
         self.listen_addr()?;
         for (i, a) in self.accounts.iter().enumerate() {
             let uri = crate::engine::sip::uri::Uri::parse(&a.uri).map_err(|e| {

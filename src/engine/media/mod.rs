@@ -11,10 +11,25 @@
 //! - [`jitter`]: an adaptive jitter buffer for one RTP stream;
 //! - [`rtp_session`]: one call's RTP sender/receiver (RFC 3550 statistics, RFC 4733 DTMF) and RTCP;
 //! - [`srtp`]: SDES-SRTP (RFC 4568 `a=crypto`, AES_CM_128_HMAC_SHA1_80/32) through rtc-srtp.
+//!
+//! On top of them, the first wired slice (plain RTP/AVP, synthetic devices):
+//! - [`devices`]: sources and sinks by name (`tone:440`, `wav:FILE`, `silence`; `null`, `wav:FILE`);
+//! - [`hub`]: the capture hub — the input opened once, one capture and one encode per codec per
+//!   20 ms, the payload fanned out to every call;
+//! - [`stream`]: one call's RTP sender/receiver, jitter buffer and decoder;
+//! - [`playout`]: the mixer and the output, opened once;
+//! - [`engine`]: all of it, driven by the runtime with the time passed in;
+//! - [`resample`]: rate conversion between the hub's 48 kHz and codec/file rates.
 
 pub mod codecs;
+pub mod devices;
+pub mod engine;
+pub mod hub;
 pub mod jitter;
+pub mod playout;
+pub mod resample;
 pub mod rtp_session;
 pub mod srtp;
+pub mod stream;
 pub mod tone;
 pub mod wav;

@@ -10,6 +10,7 @@ use super::message::Message;
 use super::sdp::{LocalMedia, MediaDirection, Negotiated, SdpSession};
 use super::transport::Target;
 use crate::api::{CallId, CallState, CallStats, Direction, EndReason, Event, HoldState};
+use crate::engine::media::stream::MediaParams;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,7 +260,25 @@ impl Call {
                 .filter(|_| self.phase == Phase::Established)
                 .map(|t| now.saturating_duration_since(t).as_secs_f64())
                 .unwrap_or(0.0),
+            media: None,
         }
+    }
+
+    /// The media this call should have now: none before it is established or without an agreed
+    /// SDP; no sending while either side holds, no playing while we hold.
+    pub fn media_params(&self) -> Option<MediaParams> {
+        if self.phase != Phase::Established {
+            return None;
+        }
+        let n = self.negotiated.as_ref()?;
+        Some(MediaParams {
+            local_port: self.local_media.port,
+            remote: n.remote_rtp,
+            codec: n.codec.clone(),
+            dtmf: n.dtmf.clone(),
+            send: !self.hold.local && !self.hold.remote,
+            recv: !self.hold.local,
+        })
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {

@@ -13,6 +13,7 @@ use super::transaction::Timers;
 use super::transport::Target;
 use super::ua::{Config, Output, UserAgent};
 use crate::api::{CallId, CallState, Command, EndReason, Event, HoldState, RegistrationState};
+use crate::engine::media::stream::MediaParams;
 use crate::store::settings::{Account, Transport};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -176,6 +177,8 @@ struct CallEv {
 struct UaNode {
     ua: UserAgent,
     events: Vec<(Duration, Event)>,
+    /// Media announcements: (when, call, Some(params) = start/update, None = stop).
+    media: Vec<(Duration, CallId, Option<MediaParams>)>,
 }
 
 struct Net {
@@ -222,6 +225,7 @@ impl Net {
             UaNode {
                 ua,
                 events: Vec::new(),
+                media: Vec::new(),
             },
         );
     }
@@ -309,6 +313,8 @@ impl Net {
                         self.in_flight.push_back((*addr, target, bytes))
                     }
                     Output::Event(e) => node.events.push((at, e)),
+                    Output::Media { call, params } => node.media.push((at, call, Some(params))),
+                    Output::MediaStop { call } => node.media.push((at, call, None)),
                 }
             }
         }
@@ -1382,6 +1388,47 @@ fn direction(p: &Packet) -> &'static str {
 }
 
 #[test]
+fn media_starts_on_answer_pauses_on_hold_and_stops_on_hang_up() {
+    let mut net = Net::pair();
+    let (a, b) = net.establish(A, B);
+    net.cmd(A, Command::Hold { call: a });
+    net.settle();
+    net.cmd(A, Command::Resume { call: a });
+    net.settle();
+    net.cmd(B, Command::Hangup { call: b });
+    net.settle();
+    let flags = |addr: SocketAddr, id: CallId| -> Vec<Option<(bool, bool)>> {
+        net.uas[&addr]
+            .media
+            .iter()
+            .filter(|(_, c, _)| *c == id)
+            .map(|(_, _, p)| p.as_ref().map(|p| (p.send, p.recv)))
+            .collect()
+    };
+    // Start (both ways), hold (we neither send nor play), resume, stop.
+    let want = vec![
+        Some((true, true)),
+        Some((false, false)),
+        Some((true, true)),
+        None,
+    ];
+    assert_eq!(flags(A, a), want, "{}", net.dump());
+    // The held side keeps playing what the holder sends (music on hold) but sends nothing.
+    let want_b = vec![
+        Some((true, true)),
+        Some((false, true)),
+        Some((true, true)),
+        None,
+    ];
+    assert_eq!(flags(B, b), want_b);
+    let Some((_, _, Some(p))) = net.uas[&A].media.first() else {
+        panic!("no media start")
+    };
+    assert_eq!(p.codec.name, "opus");
+    assert_eq!(p.remote.map(|r| r.ip()), Some(B.ip()));
+}
+
+#[test]
 fn hold_and_resume_from_the_caller() {
     let mut net = Net::pair();
     let (a, b) = net.establish(A, B);
@@ -2074,7 +2121,7 @@ fn three_agents_call_each_other() {
     assert_eq!(net.live_calls(B).len(), 2);
     net.cmd(B, Command::Stats);
     net.settle();
-    let Some(Event::Stats { calls }) = net.events(B).last().cloned() else {
+    let Some(Event::Stats { calls, .. }) = net.events(B).last().cloned() else {
         panic!("no stats");
     };
     assert_eq!(calls.len(), 2);
@@ -2152,7 +2199,7 @@ fn incoming_invite_without_sdp_is_answered_with_an_offer_and_the_ack_carries_the
     assert!(net.errors(B).is_empty(), "{:?}", net.errors(B));
     net.cmd(B, Command::Stats);
     net.settle();
-    let Some(Event::Stats { calls }) = net.events(B).last().cloned() else {
+    let Some(Event::Stats { calls, .. }) = net.events(B).last().cloned() else {
         panic!("no stats");
     };
     assert_eq!(calls[0].codec.as_deref(), Some("PCMU/8000"));
@@ -2581,7 +2628,7 @@ fn stats_report_codec_and_duration() {
     net.run(secs(10));
     net.cmd(A, Command::Stats);
     net.settle();
-    let Some(Event::Stats { calls }) = net.events(A).last().cloned() else {
+    let Some(Event::Stats { calls, .. }) = net.events(A).last().cloned() else {
         panic!("no stats");
     };
     assert_eq!(calls.len(), 1);

@@ -22,6 +22,7 @@ use super::uri::{NameAddr, Uri};
 use crate::api::{
     AccountId, CallId, CallState, Command, Direction, EndReason, Event, RegistrationState,
 };
+use crate::engine::media::stream::MediaParams;
 use crate::store::settings::{Account, Settings, Transport};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -60,8 +61,20 @@ impl Config {
 /// What the runtime must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
-    Transmit { target: Target, bytes: Vec<u8> },
+    Transmit {
+        target: Target,
+        bytes: Vec<u8>,
+    },
     Event(Event),
+    /// A call's media starts or changes (hold, resume, new codec or address).
+    Media {
+        call: CallId,
+        params: MediaParams,
+    },
+    /// A call's media stops.
+    MediaStop {
+        call: CallId,
+    },
 }
 
 struct AccountEntry {
@@ -106,6 +119,8 @@ pub struct UserAgent {
     out: VecDeque<Output>,
     next_rtp: u16,
     quit_deadline: Option<Instant>,
+    /// Media as last announced to the runtime, per call.
+    media: BTreeMap<CallId, MediaParams>,
     stopped: bool,
 }
 
@@ -150,6 +165,7 @@ impl UserAgent {
             out: VecDeque::new(),
             next_rtp,
             quit_deadline: None,
+            media: BTreeMap::new(),
             stopped: false,
         };
         for (i, a) in accounts.iter().enumerate() {
@@ -262,7 +278,10 @@ impl UserAgent {
                     .filter(|c| c.phase != Phase::Ended)
                     .map(|c| c.stats(now))
                     .collect();
-                self.emit(Event::Stats { calls });
+                self.emit(Event::Stats {
+                    calls,
+                    devices: None,
+                });
             }
             Command::Quit => self.quit(now),
         }
@@ -729,8 +748,35 @@ impl UserAgent {
         self.sweep(now);
     }
 
+    /// Tells the runtime where a call's media changed: started (established with an agreed SDP),
+    /// updated (hold, resume, re-negotiation) or stopped (ended, gone).
+    fn sync_media(&mut self) {
+        let wanted: BTreeMap<CallId, MediaParams> = self
+            .calls
+            .values()
+            .filter_map(|c| c.media_params().map(|p| (c.id, p)))
+            .collect();
+        let stopped: Vec<CallId> = self
+            .media
+            .keys()
+            .filter(|id| !wanted.contains_key(id))
+            .copied()
+            .collect();
+        for call in stopped {
+            self.media.remove(&call);
+            self.out.push_back(Output::MediaStop { call });
+        }
+        for (call, params) in wanted {
+            if self.media.get(&call) != Some(&params) {
+                self.media.insert(call, params.clone());
+                self.out.push_back(Output::Media { call, params });
+            }
+        }
+    }
+
     /// Drops finished transactions and calls that nothing refers to any more.
     fn sweep(&mut self, now: Instant) {
+        self.sync_media();
         // An INVITE transaction that only ever got provisional answers has no timer left; once
         // its call is over nothing will end it, so it goes with the call.
         let over: Vec<CallId> = self

@@ -1,0 +1,314 @@
+//! Audio sources and sinks, chosen by name: `tone:440`, `wav:FILE`, `silence` in; `null`,
+//! `wav:FILE` out; `default` / `device:NAME` for real devices.
+//!
+//! Everything here speaks the hub's format: 48 kHz mono, 20 ms frames of 960 samples. Sources are
+//! pulled one frame per hub tick (the hub's clock paces synthetic sources); sinks take the mixed
+//! frame. Real devices (cpal, with its PulseAudio host) are the next slice of issue #3: until then
+//! `default` and `device:NAME` are refused with a clear error and the engine falls back to
+//! silence / the null sink, saying so in an `error` event.
+
+use super::resample::Resampler;
+use super::tone::ToneGenerator;
+use super::wav::{WavError, WavWriter, read_wav};
+use std::fmt;
+use std::path::PathBuf;
+
+/// The hub's sample rate.
+pub const HUB_RATE: u32 = 48_000;
+/// Samples in one 20 ms hub frame.
+pub const FRAME_SAMPLES: usize = 960;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("bad audio {kind} {spec:?}: want {want}")]
+    BadSpec {
+        kind: &'static str,
+        spec: String,
+        want: &'static str,
+    },
+    #[error(
+        "{0}: real audio devices are not wired yet (cpal arrives with the next slice of issue #3)"
+    )]
+    NoDevices(String),
+    #[error("{path}: {source}")]
+    Wav { path: PathBuf, source: WavError },
+    #[error("{path} has no audio")]
+    EmptyWav { path: PathBuf },
+}
+
+/// Where captured audio comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputSpec {
+    /// The system's default microphone.
+    Default,
+    Device(String),
+    /// A sine tone at this frequency (-10 dBFS).
+    Tone(f32),
+    /// A WAV file, looped.
+    Wav(PathBuf),
+    Silence,
+}
+
+/// Where the mixed call audio goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputSpec {
+    Default,
+    Device(String),
+    /// A WAV recording (48 kHz mono).
+    Wav(PathBuf),
+    /// Discard (but still paced and counted).
+    Null,
+}
+
+impl InputSpec {
+    pub fn parse(s: &str) -> Result<InputSpec, DeviceError> {
+        let bad = || DeviceError::BadSpec {
+            kind: "input",
+            spec: s.to_string(),
+            want: "default, device:NAME, tone:HZ, wav:FILE or silence",
+        };
+        let s = s.trim();
+        Ok(match s.split_once(':') {
+            None if s.is_empty() || s == "default" => InputSpec::Default,
+            None if s == "silence" => InputSpec::Silence,
+            Some(("device", name)) if !name.is_empty() => InputSpec::Device(name.into()),
+            Some(("tone", hz)) => {
+                let hz: f32 = hz.parse().map_err(|_| bad())?;
+                if !(20.0..=20_000.0).contains(&hz) {
+                    return Err(bad());
+                }
+                InputSpec::Tone(hz)
+            }
+            Some(("wav", path)) if !path.is_empty() => InputSpec::Wav(path.into()),
+            _ => return Err(bad()),
+        })
+    }
+}
+
+impl OutputSpec {
+    pub fn parse(s: &str) -> Result<OutputSpec, DeviceError> {
+        let s = s.trim();
+        Ok(match s.split_once(':') {
+            None if s.is_empty() || s == "default" => OutputSpec::Default,
+            None if s == "null" => OutputSpec::Null,
+            Some(("device", name)) if !name.is_empty() => OutputSpec::Device(name.into()),
+            Some(("wav", path)) if !path.is_empty() => OutputSpec::Wav(path.into()),
+            _ => {
+                return Err(DeviceError::BadSpec {
+                    kind: "output",
+                    spec: s.to_string(),
+                    want: "default, device:NAME, wav:FILE or null",
+                });
+            }
+        })
+    }
+}
+
+impl fmt::Display for InputSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputSpec::Default => f.write_str("default"),
+            InputSpec::Device(n) => write!(f, "device:{n}"),
+            InputSpec::Tone(hz) => write!(f, "tone:{hz}"),
+            InputSpec::Wav(p) => write!(f, "wav:{}", p.display()),
+            InputSpec::Silence => f.write_str("silence"),
+        }
+    }
+}
+
+impl fmt::Display for OutputSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutputSpec::Default => f.write_str("default"),
+            OutputSpec::Device(n) => write!(f, "device:{n}"),
+            OutputSpec::Wav(p) => write!(f, "wav:{}", p.display()),
+            OutputSpec::Null => f.write_str("null"),
+        }
+    }
+}
+
+/// Captured audio, pulled one hub frame at a time.
+pub trait AudioSource: Send {
+    /// Fills `out` (`FRAME_SAMPLES` long) with the next frame.
+    fn read(&mut self, out: &mut [i16]);
+}
+
+/// Played audio, one mixed hub frame at a time.
+pub trait AudioSink: Send {
+    fn write(&mut self, frame: &[i16]) -> Result<(), DeviceError>;
+    /// Flushes what must survive the process (a WAV header).
+    fn close(&mut self) -> Result<(), DeviceError> {
+        Ok(())
+    }
+}
+
+struct ToneSource(ToneGenerator);
+
+impl AudioSource for ToneSource {
+    fn read(&mut self, out: &mut [i16]) {
+        self.0.fill(out);
+    }
+}
+
+struct SilenceSource;
+
+impl AudioSource for SilenceSource {
+    fn read(&mut self, out: &mut [i16]) {
+        out.fill(0);
+    }
+}
+
+/// A WAV file converted to 48 kHz once at open, then looped.
+struct WavSource {
+    samples: Vec<i16>,
+    at: usize,
+}
+
+impl AudioSource for WavSource {
+    fn read(&mut self, out: &mut [i16]) {
+        for s in out.iter_mut() {
+            *s = self.samples[self.at];
+            self.at = (self.at + 1) % self.samples.len();
+        }
+    }
+}
+
+struct NullSink;
+
+impl AudioSink for NullSink {
+    fn write(&mut self, _frame: &[i16]) -> Result<(), DeviceError> {
+        Ok(())
+    }
+}
+
+struct WavSink {
+    path: PathBuf,
+    writer: Option<WavWriter>,
+}
+
+impl AudioSink for WavSink {
+    fn write(&mut self, frame: &[i16]) -> Result<(), DeviceError> {
+        match self.writer.as_mut() {
+            Some(w) => w.write(frame).map_err(|source| DeviceError::Wav {
+                path: self.path.clone(),
+                source,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn close(&mut self) -> Result<(), DeviceError> {
+        match self.writer.take() {
+            Some(w) => w.finish().map_err(|source| DeviceError::Wav {
+                path: self.path.clone(),
+                source,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Opens a source. Called once per engine, by the capture hub.
+pub fn open_source(spec: &InputSpec) -> Result<Box<dyn AudioSource>, DeviceError> {
+    match spec {
+        InputSpec::Default | InputSpec::Device(_) => Err(DeviceError::NoDevices(spec.to_string())),
+        InputSpec::Tone(hz) => Ok(Box::new(ToneSource(ToneGenerator::new(
+            *hz, -10.0, HUB_RATE,
+        )))),
+        InputSpec::Silence => Ok(Box::new(SilenceSource)),
+        InputSpec::Wav(path) => {
+            let audio = read_wav(path).map_err(|source| DeviceError::Wav {
+                path: path.clone(),
+                source,
+            })?;
+            let mut samples = Vec::with_capacity(audio.samples.len() * 6);
+            Resampler::new(audio.rate, HUB_RATE).process(&audio.samples, &mut samples);
+            if samples.is_empty() {
+                return Err(DeviceError::EmptyWav { path: path.clone() });
+            }
+            Ok(Box::new(WavSource { samples, at: 0 }))
+        }
+    }
+}
+
+/// Opens a sink. Called once per engine, by the playout side of the hub.
+pub fn open_sink(spec: &OutputSpec) -> Result<Box<dyn AudioSink>, DeviceError> {
+    match spec {
+        OutputSpec::Default | OutputSpec::Device(_) => {
+            Err(DeviceError::NoDevices(spec.to_string()))
+        }
+        OutputSpec::Null => Ok(Box::new(NullSink)),
+        OutputSpec::Wav(path) => {
+            let writer = WavWriter::create(path, HUB_RATE).map_err(|source| DeviceError::Wav {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(Box::new(WavSink {
+                path: path.clone(),
+                writer: Some(writer),
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_and_print_back() {
+        for s in [
+            "default",
+            "device:USB Headset",
+            "tone:440",
+            "wav:/tmp/x.wav",
+            "silence",
+        ] {
+            assert_eq!(InputSpec::parse(s).unwrap().to_string(), s);
+        }
+        for s in ["default", "device:hw", "wav:/tmp/y.wav", "null"] {
+            assert_eq!(OutputSpec::parse(s).unwrap().to_string(), s);
+        }
+        for bad in ["tone:", "tone:abc", "tone:5", "wav:", "mic", "device:"] {
+            assert!(InputSpec::parse(bad).is_err(), "{bad}");
+        }
+        assert!(OutputSpec::parse("speaker").is_err());
+    }
+
+    #[test]
+    fn missing_wav_and_real_devices_are_clear_errors() {
+        let e = open_source(&InputSpec::Wav("/nonexistent/x.wav".into()))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("/nonexistent/x.wav"), "{e}");
+        let e = open_source(&InputSpec::Default).err().unwrap();
+        assert!(e.to_string().contains("not wired yet"), "{e}");
+    }
+
+    #[test]
+    fn wav_source_loops_and_wav_sink_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.wav");
+        let mut w = WavWriter::create(&path, 8_000).unwrap();
+        w.write(&[1000i16; 80]).unwrap();
+        w.finish().unwrap();
+        let mut src = open_source(&InputSpec::Wav(path)).unwrap();
+        let mut frame = [0i16; FRAME_SAMPLES];
+        src.read(&mut frame);
+        // The file's level, looped (480 samples at 48 kHz), but for the few samples at the start
+        // of the file that interpolate up from silence.
+        let at_level = frame.iter().filter(|&&s| (s - 1000).abs() <= 1).count();
+        assert!(
+            at_level >= FRAME_SAMPLES - 12,
+            "{at_level}: {:?}",
+            &frame[..8]
+        );
+
+        let out = dir.path().join("out.wav");
+        let mut sink = open_sink(&OutputSpec::Wav(out.clone())).unwrap();
+        sink.write(&frame).unwrap();
+        sink.close().unwrap();
+        let rec = read_wav(&out).unwrap();
+        assert_eq!((rec.rate, rec.samples.len()), (HUB_RATE, FRAME_SAMPLES));
+    }
+}

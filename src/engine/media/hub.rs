@@ -1,0 +1,130 @@
+//! The capture hub — the reason Dialtone exists (../shared/DESIGN.md). The input is opened once,
+//! when the engine starts, and stays open for the life of the process; every call is fed from it.
+//! Each hub tick captures one 20 ms frame, encodes it once per codec in use (resampling once per
+//! codec rate) and hands the same payload to every call of that codec; each call then wraps it in
+//! its own RTP header (own SSRC, sequence, timestamps). No call opens, closes or waits for a device.
+
+use super::codecs::{AudioCodec, codec_for};
+use super::devices::{AudioSource, DeviceError, FRAME_SAMPLES, HUB_RATE, InputSpec, open_source};
+use super::resample::Resampler;
+use super::stream::CodecKey;
+use crate::engine::sip::sdp::CodecSpec;
+use std::collections::HashMap;
+
+struct Encoder {
+    codec: Box<dyn AudioCodec + Send>,
+    down: Resampler,
+    pcm: Vec<i16>,
+    payload: Vec<u8>,
+    /// Whether this tick's payload is ready.
+    ready: bool,
+}
+
+pub struct CaptureHub {
+    source: Box<dyn AudioSource>,
+    pub spec: InputSpec,
+    frame: Vec<i16>,
+    encoders: HashMap<CodecKey, Encoder>,
+    /// How many times an input device was opened (1 for the life of the engine).
+    pub opens: u32,
+    pub frames_captured: u64,
+    /// Encodes done, across codecs (one per codec per tick, whatever the number of calls).
+    pub encodes: u64,
+}
+
+impl CaptureHub {
+    /// Opens the input once. A source that cannot be opened falls back to silence; the error is
+    /// returned alongside so the engine can tell the user.
+    pub fn open(spec: InputSpec) -> (CaptureHub, Option<DeviceError>) {
+        let (source, error, spec) = match open_source(&spec) {
+            Ok(s) => (s, None, spec),
+            Err(e) => {
+                tracing::error!("audio input: {e}; using silence");
+                let silence = open_source(&InputSpec::Silence);
+                match silence {
+                    Ok(s) => (s, Some(e), InputSpec::Silence),
+                    // Silence cannot fail to open; keep the types honest anyway.
+                    Err(e2) => return (CaptureHub::silent(), Some(e2)),
+                }
+            }
+        };
+        tracing::info!("audio input opened: {spec}");
+        (
+            CaptureHub {
+                source,
+                spec,
+                frame: vec![0; FRAME_SAMPLES],
+                encoders: HashMap::new(),
+                opens: 1,
+                frames_captured: 0,
+                encodes: 0,
+            },
+            error,
+        )
+    }
+
+    fn silent() -> CaptureHub {
+        struct Zero;
+        impl AudioSource for Zero {
+            fn read(&mut self, out: &mut [i16]) {
+                out.fill(0);
+            }
+        }
+        CaptureHub {
+            source: Box::new(Zero),
+            spec: InputSpec::Silence,
+            frame: vec![0; FRAME_SAMPLES],
+            encoders: HashMap::new(),
+            opens: 1,
+            frames_captured: 0,
+            encodes: 0,
+        }
+    }
+
+    /// Captures the next frame; every encoder's payload is stale until `payload` asks for it.
+    pub fn capture(&mut self) {
+        self.source.read(&mut self.frame);
+        self.frames_captured += 1;
+        for e in self.encoders.values_mut() {
+            e.ready = false;
+        }
+    }
+
+    /// The current frame encoded with `spec`'s codec: encoded on first request in a tick, then
+    /// shared by every call that asks for the same codec.
+    pub fn payload(&mut self, key: &CodecKey, spec: &CodecSpec) -> Option<&[u8]> {
+        if !self.encoders.contains_key(key) {
+            let codec = codec_for(spec)?;
+            let down = Resampler::new(HUB_RATE, codec.clock_rate());
+            self.encoders.insert(
+                key.clone(),
+                Encoder {
+                    codec,
+                    down,
+                    pcm: Vec::with_capacity(FRAME_SAMPLES),
+                    payload: Vec::with_capacity(256),
+                    ready: false,
+                },
+            );
+        }
+        let e = self.encoders.get_mut(key)?;
+        if !e.ready {
+            e.pcm.clear();
+            e.down.process(&self.frame, &mut e.pcm);
+            e.pcm.resize(e.codec.frame_samples(), 0);
+            e.payload.clear();
+            if let Err(err) = e.codec.encode(&e.pcm, &mut e.payload) {
+                tracing::warn!("encoding {} failed: {err}", spec.label());
+                return None;
+            }
+            e.ready = true;
+            self.encodes += 1;
+        }
+        Some(&e.payload)
+    }
+
+    /// Drops encoders no call uses any more.
+    pub fn retain_codecs(&mut self, used: &[CodecKey]) {
+        self.encoders.retain(|k, _| used.contains(k));
+    }
+}

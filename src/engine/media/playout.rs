@@ -1,0 +1,86 @@
+//! The playout side of the hub: the output is opened once at engine start; every tick the
+//! received audio of all calls that are not held is mixed into one frame and written to it.
+
+use super::devices::{AudioSink, DeviceError, FRAME_SAMPLES, OutputSpec, open_sink};
+
+pub struct Playout {
+    sink: Box<dyn AudioSink>,
+    pub spec: OutputSpec,
+    mix: Vec<i32>,
+    out: Vec<i16>,
+    pub opens: u32,
+    pub frames_played: u64,
+    failed: bool,
+}
+
+impl Playout {
+    /// Opens the output once; one that cannot be opened falls back to the null sink.
+    pub fn open(spec: OutputSpec) -> (Playout, Option<DeviceError>) {
+        let (sink, error, spec) = match open_sink(&spec) {
+            Ok(s) => (s, None, spec),
+            Err(e) => {
+                tracing::error!("audio output: {e}; discarding audio");
+                let null: Box<dyn AudioSink> = match open_sink(&OutputSpec::Null) {
+                    Ok(s) => s,
+                    Err(e2) => {
+                        return (Playout::with(Box::new(Discard), OutputSpec::Null), Some(e2));
+                    }
+                };
+                (null, Some(e), OutputSpec::Null)
+            }
+        };
+        tracing::info!("audio output opened: {spec}");
+        (Playout::with(sink, spec), error)
+    }
+
+    fn with(sink: Box<dyn AudioSink>, spec: OutputSpec) -> Playout {
+        Playout {
+            sink,
+            spec,
+            mix: vec![0; FRAME_SAMPLES],
+            out: vec![0; FRAME_SAMPLES],
+            opens: 1,
+            frames_played: 0,
+            failed: false,
+        }
+    }
+
+    /// Starts a new mixed frame.
+    pub fn begin(&mut self) {
+        self.mix.fill(0);
+    }
+
+    pub fn add(&mut self, frame: &[i16]) {
+        for (m, &s) in self.mix.iter_mut().zip(frame) {
+            *m += i32::from(s);
+        }
+    }
+
+    /// Writes the mixed frame (clipped) to the output. A failing output is reported once.
+    pub fn finish(&mut self) -> Option<DeviceError> {
+        for (o, &m) in self.out.iter_mut().zip(&self.mix) {
+            *o = m.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
+        }
+        self.frames_played += 1;
+        match self.sink.write(&self.out) {
+            Ok(()) => None,
+            Err(e) if !self.failed => {
+                self.failed = true;
+                Some(e)
+            }
+            Err(_) => None,
+        }
+    }
+
+    pub fn close(&mut self) -> Result<(), DeviceError> {
+        self.sink.close()
+    }
+}
+
+struct Discard;
+
+impl AudioSink for Discard {
+    fn write(&mut self, _frame: &[i16]) -> Result<(), DeviceError> {
+        Ok(())
+    }
+}
