@@ -116,6 +116,11 @@ impl UaSetup {
             "--rtp-ports".into(),
             format!("{}-{}", rtp.0, rtp.1),
             "--auto-answer".into(),
+            // Like baresip's aufile tone: a synthetic microphone, no sound card.
+            "--audio-in".into(),
+            "tone:440".into(),
+            "--audio-out".into(),
+            "null".into(),
         ];
         UaSetup {
             kind: Kind::Dialtone,

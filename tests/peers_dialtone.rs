@@ -245,6 +245,18 @@ fn dialtone_calls_sipp_echo(transport: Transport) -> Result<()> {
         format!("{HOST}:{uas_rtp}"),
         "{calls:?}"
     );
+    // Our RTP goes out and sipp's echo brings it back (PCMU, from the capture hub).
+    std::thread::sleep(Duration::from_millis(600));
+    let calls = stats_calls(&carol.stats(WAIT)?);
+    let media = &calls[0]["media"];
+    assert!(
+        media["packets_sent"].as_u64().unwrap_or(0) >= 20,
+        "{calls:?}"
+    );
+    assert!(
+        media["packets_received"].as_u64().unwrap_or(0) >= 15,
+        "{calls:?}"
+    );
     // Kamailio challenged the INVITE and Dialtone answered it.
     assert!(
         carol
@@ -362,6 +374,54 @@ fn baresip_and_dialtone_call_both_ways_udp() -> Result<()> {
 #[test]
 fn baresip_and_dialtone_call_both_ways_tcp() -> Result<()> {
     baresip_and_dialtone_call_both_ways(Transport::Tcp)
+}
+
+/// Audio with a real peer: baresip's 440 Hz tone (its aufile microphone) comes out of Dialtone's
+/// recorded output, and Dialtone's RTP (from the capture hub) reaches baresip.
+#[test]
+fn baresip_tone_is_heard_in_dialtones_recording() -> Result<()> {
+    use dialtone::engine::media::{tone::dominant_tone, wav::read_wav};
+    let dir = tempfile::tempdir()?;
+    let rec = dir.path().join("carol.wav");
+    let ports = PortBlock::acquire();
+    let kam = Kamailio::start(ports.port(), ports.port())?;
+    let mut alice = baresip(&ports, &kam, "alice", Transport::Udp, AnswerMode::Auto)?;
+    let out = format!("wav:{}", rec.display());
+    let mut carol = registered_carol(&ports, &kam, Transport::Udp, &["--audio-out", &out])?;
+    carol.send(&format!("call {}", kam.uri("alice")))?;
+    let calling = carol.wait_event(call_state("calling"), WAIT)?;
+    let id = call_id(&calling);
+    carol.wait_event(call_state_of(id, "established"), WAIT)?;
+    alice.wait_for(baresip_log::AUDIO_RECEIVED, WAIT)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let calls = stats_calls(&carol.stats(WAIT)?);
+    let media = &calls[0]["media"];
+    assert!(
+        media["packets_received"].as_u64().unwrap_or(0) >= 50,
+        "{calls:?}"
+    );
+    assert!(
+        media["packets_sent"].as_u64().unwrap_or(0) >= 50,
+        "{calls:?}"
+    );
+    carol.send(&format!("hangup {id}"))?;
+    carol.wait_event(call_state_of(id, "ended"), WAIT)?;
+    // Quitting flushes the recording.
+    drop(carol);
+    let wav = read_wav(&rec).map_err(|e| anyhow::anyhow!("{}: {e}", rec.display()))?;
+    let n = wav.samples.len();
+    ensure!(n >= 48_000, "recording too short: {n} samples");
+    let tone = dominant_tone(
+        &wav.samples[n - 48_000..n - 4_800],
+        wav.rate,
+        &[440.0, 1000.0],
+    );
+    let Some((freq, dbfs)) = tone else {
+        anyhow::bail!("no tone in Dialtone's recording of baresip");
+    };
+    assert_eq!(freq, 440.0);
+    assert!(dbfs > -30.0, "{dbfs} dBFS");
+    Ok(())
 }
 
 /// baresip calls Dialtone, which rings: `reject` → baresip gets 486 and Dialtone ends `declined`;

@@ -92,9 +92,15 @@ impl Dialtone {
             .and_then(|a| a.rsplit_once(':'))
             .and_then(|(_, port)| port.parse::<u16>().ok());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dialtone"));
-        cmd.arg("--headless")
-            .args(&args)
-            .env("RUST_LOG", "dialtone=debug")
+        cmd.arg("--headless").args(&args);
+        // Synthetic devices unless the test chose its own: there is no sound card here.
+        if !args.iter().any(|a| a == "--audio-in") {
+            cmd.args(["--audio-in", "tone:440"]);
+        }
+        if !args.iter().any(|a| a == "--audio-out") {
+            cmd.args(["--audio-out", "null"]);
+        }
+        cmd.env("RUST_LOG", "dialtone=debug")
             .env_remove("XDG_CONFIG_HOME")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
