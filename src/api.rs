@@ -54,6 +54,9 @@ pub enum Command {
     Hold { call: CallId },
     /// Take a held call off hold (re-INVITE with `a=sendrecv`).
     Resume { call: CallId },
+    /// Send DTMF digits (`0-9`, `*`, `#`, `A-D`) on an established call: RFC 4733 telephone-events
+    /// in the RTP stream when the far end accepted them, SIP INFO otherwise.
+    Dtmf { call: CallId, digits: String },
     /// (Re-)register an account now, e.g. after a failure the user wants to retry.
     Register { account: AccountId },
     /// Ask for a `Stats` event.
@@ -204,6 +207,12 @@ pub enum Event {
         /// Hold flags while `held`.
         #[serde(skip_serializing_if = "Option::is_none")]
         hold: Option<HoldState>,
+    },
+    /// The far end pressed a key (RFC 4733 telephone-event, or SIP INFO).
+    Dtmf {
+        call: CallId,
+        digit: char,
+        duration_ms: u32,
     },
     Stats {
         calls: Vec<CallStats>,

@@ -3,7 +3,7 @@
 //! the end-to-end tests.
 //!
 //! Commands: `call URI [ACCOUNT]`, `answer [ID]`, `reject [ID]`, `decline [ID]`, `hangup [ID]`,
-//! `hold ID`, `resume ID`, `register [ACCOUNT]`, `stats`, `quit`. Without an ID, `answer`/`reject`
+//! `hold ID`, `resume ID`, `dtmf [ID] DIGITS`, `register [ACCOUNT]`, `stats`, `quit`. Without an ID, `answer`/`reject`
 //! take the newest ringing incoming call and `hangup` the newest live call.
 
 use crate::api::{AccountId, CallId, CallState, Command, Event};
@@ -47,7 +47,7 @@ fn parse_command(line: &str, calls: &Calls) -> Result<Option<Command>, String> {
         return Ok(None);
     };
     let arg = words.next();
-    if words.next().is_some() && verb != "call" {
+    if words.next().is_some() && verb != "call" && verb != "dtmf" {
         return Err(format!("too many arguments: {line:?}"));
     }
     let id = |arg: Option<&str>, default: Option<CallId>| -> Result<CallId, String> {
@@ -99,6 +99,16 @@ fn parse_command(line: &str, calls: &Calls) -> Result<Option<Command>, String> {
                     .map_err(|_| format!("bad account {arg:?}"))?,
             ),
         },
+        "dtmf" => {
+            // `dtmf ID DIGITS`, or `dtmf DIGITS` for the newest live call.
+            let rest: Vec<&str> = line.split_whitespace().skip(1).collect();
+            let (call, digits) = match rest.as_slice() {
+                [digits] => (id(None, newest_live)?, digits.to_string()),
+                [call, digits] => (id(Some(call), None)?, digits.to_string()),
+                _ => return Err("dtmf: want `dtmf [ID] DIGITS`".into()),
+            };
+            Command::Dtmf { call, digits }
+        }
         "stats" => Command::Stats,
         "quit" | "exit" => Command::Quit,
         other => return Err(format!("unknown command {other:?}")),

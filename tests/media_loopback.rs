@@ -201,3 +201,41 @@ fn devices_open_once_for_three_calls_in_a_row_and_two_at_once() {
     let (_, b_devices) = stats(&b, &mut b_ev);
     assert_eq!((b_devices.input_opens, b_devices.output_opens), (1, 1));
 }
+
+#[test]
+fn dtmf_digits_arrive_in_order_as_telephone_events() {
+    let (a, mut a_ev) = engine("tone:440", "null", false);
+    let (b, mut b_ev) = engine("silence", "null", true);
+    a.send(Command::Call {
+        uri: format!("sip:b@{}", b.local_addr()),
+        account: None,
+    });
+    let call = established(&mut a_ev);
+    established(&mut b_ev);
+    a.send(Command::Dtmf {
+        call,
+        digits: "159#".into(),
+    });
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        match wait_for(&mut b_ev, "a DTMF digit", |e| {
+            matches!(e, Event::Dtmf { .. })
+        }) {
+            Event::Dtmf {
+                digit, duration_ms, ..
+            } => {
+                assert!(
+                    (80..=140).contains(&duration_ms),
+                    "{digit}: {duration_ms} ms"
+                );
+                got.push(digit);
+            }
+            _ => unreachable!(),
+        }
+    }
+    assert_eq!(got, vec!['1', '5', '9', '#']);
+    // Audio goes on between and after the digits.
+    std::thread::sleep(Duration::from_millis(500));
+    let (calls, _) = stats(&a, &mut a_ev);
+    assert!(calls[0].1.expect("media").frames_fanned_out >= 20);
+}

@@ -104,6 +104,13 @@ pub async fn run(
             rtp = media.rtp.recv() => {
                 if let Some((call, bytes)) = rtp {
                     media.engine.on_rtp(call, &bytes, Instant::now());
+                    for (call, d) in media.engine.take_dtmf() {
+                        let duration_ms = u32::try_from(d.duration.as_millis()).unwrap_or(u32::MAX);
+                        let _ = events.send(Event::Dtmf { call, digit: d.key, duration_ms });
+                        if let Some(w) = &waker {
+                            w();
+                        }
+                    }
                 }
             }
             _ = media.clock.tick(), if media.engine.active() => {
@@ -155,6 +162,14 @@ async fn flush(
                 }
             }
             Output::MediaStop { call } => media.stop_call(call),
+            Output::Dtmf { call, digits } => {
+                if let Err(why) = media.engine.send_dtmf(call, &digits) {
+                    let _ = events.send(Event::Error {
+                        message: format!("call {call}: cannot send DTMF: {why}"),
+                    });
+                    woke = true;
+                }
+            }
         }
     }
     if woke && let Some(w) = waker {

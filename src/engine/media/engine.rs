@@ -6,6 +6,7 @@
 use super::devices::{DeviceError, FRAME_SAMPLES, InputSpec, OutputSpec};
 use super::hub::CaptureHub;
 use super::playout::Playout;
+use super::rtp_session::DtmfDigit;
 use super::stream::{CodecKey, MediaParams, Stream};
 use crate::api::{CallId, DeviceStats, MediaStats};
 use std::collections::BTreeMap;
@@ -90,8 +91,9 @@ impl MediaEngine {
             let Some(payload) = self.hub.payload(&key, &s.params.codec) else {
                 continue;
             };
-            if let Some((to, pkt)) = s.packetize(payload, now) {
-                out.push((*id, to, pkt));
+            let mut pkts = Vec::new();
+            if let Some(to) = s.outgoing(payload, now, &mut pkts) {
+                out.extend(pkts.into_iter().map(|p| (*id, to, p)));
             }
         }
         self.playout.begin();
@@ -104,6 +106,27 @@ impl MediaEngine {
         }
         let err = self.playout.finish();
         (out, err)
+    }
+
+    /// Queues DTMF digits on a call's RTP stream.
+    pub fn send_dtmf(&mut self, call: CallId, digits: &str) -> Result<(), String> {
+        let Some(s) = self.streams.get_mut(&call) else {
+            return Err("the call has no media".into());
+        };
+        if s.queue_dtmf(digits) {
+            Ok(())
+        } else {
+            Err("no telephone-event was agreed for this call".into())
+        }
+    }
+
+    /// Digits the far ends pressed since the last call.
+    pub fn take_dtmf(&mut self) -> Vec<(CallId, DtmfDigit)> {
+        let mut out = Vec::new();
+        for (id, s) in self.streams.iter_mut() {
+            out.extend(s.received_dtmf.drain(..).map(|d| (*id, d)));
+        }
+        out
     }
 
     pub fn call_stats(&self, call: CallId) -> Option<MediaStats> {

@@ -6,9 +6,10 @@ use super::codecs::{AudioCodec, codec_for};
 use super::devices::{FRAME_SAMPLES, HUB_RATE};
 use super::jitter::{JitterBuffer, JitterConfig, Playout};
 use super::resample::Resampler;
-use super::rtp_session::{RtpReceiver, RtpSender};
+use super::rtp_session::{DtmfDigit, RtpReceiver, RtpSender};
 use crate::api::MediaStats;
 use crate::engine::sip::sdp::CodecSpec;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -47,7 +48,20 @@ pub struct Stream {
     samples_per_frame: u32,
     started: bool,
     pub frames_fanned_out: u64,
+    /// Digits waiting to be sent as RFC 4733 events, one after the other.
+    dtmf_queue: VecDeque<char>,
+    /// The current digit's packets, each with the tick (20 ms) it is due at.
+    dtmf_packets: VecDeque<(u32, Vec<u8>)>,
+    dtmf_tick: u32,
+    /// Audio frames to send between two digits.
+    dtmf_gap: u32,
+    /// Digits the far end pressed, for the engine to report.
+    pub received_dtmf: Vec<DtmfDigit>,
 }
+
+/// How long we press a key, and the pause after it (audio flows in the pause).
+const DTMF_TONE_MS: u32 = 100;
+const DTMF_GAP_FRAMES: u32 = 3;
 
 impl Stream {
     pub fn new(params: MediaParams) -> Result<Stream, String> {
@@ -73,6 +87,11 @@ impl Stream {
             params,
             started: false,
             frames_fanned_out: 0,
+            dtmf_queue: VecDeque::new(),
+            dtmf_packets: VecDeque::new(),
+            dtmf_tick: 0,
+            dtmf_gap: 0,
+            received_dtmf: Vec::new(),
         })
     }
 
@@ -86,20 +105,74 @@ impl Stream {
         true
     }
 
-    /// The RTP packet carrying this hub frame's payload, if we send to someone.
-    pub fn packetize(&mut self, payload: &[u8], now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
+    /// Queues DTMF digits; false when no telephone-event was agreed.
+    pub fn queue_dtmf(&mut self, digits: &str) -> bool {
+        if self.params.dtmf.is_none() {
+            return false;
+        }
+        self.dtmf_queue.extend(digits.chars());
+        true
+    }
+
+    /// This tick's RTP packets, appended to `out`: the hub frame's payload in our own RTP stream,
+    /// or while a key is pressed its telephone-event packets instead. Returns where they go.
+    pub fn outgoing(
+        &mut self,
+        payload: &[u8],
+        now: Instant,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Option<SocketAddr> {
         let remote = self.params.remote.filter(|_| self.params.send)?;
+        if self.dtmf_packets.is_empty() && self.dtmf_gap == 0 {
+            self.start_next_digit(now);
+        }
+        if !self.dtmf_packets.is_empty() {
+            while let Some((due, _)) = self.dtmf_packets.front() {
+                if *due > self.dtmf_tick {
+                    break;
+                }
+                if let Some((_, bytes)) = self.dtmf_packets.pop_front() {
+                    out.push(bytes);
+                }
+            }
+            self.dtmf_tick += 1;
+            if self.dtmf_packets.is_empty() {
+                self.dtmf_gap = DTMF_GAP_FRAMES;
+            }
+            return Some(remote);
+        }
+        self.dtmf_gap = self.dtmf_gap.saturating_sub(1);
         let marker = !self.started;
         self.started = true;
         self.frames_fanned_out += 1;
-        let pkt = self.sender.packetize(
+        out.push(self.sender.packetize(
             self.params.codec.pt,
             self.samples_per_frame,
             payload,
             marker,
             now,
-        );
-        Some((remote, pkt))
+        ));
+        Some(remote)
+    }
+
+    fn start_next_digit(&mut self, now: Instant) {
+        let Some(ev) = self.params.dtmf.clone() else {
+            self.dtmf_queue.clear();
+            return;
+        };
+        while let Some(key) = self.dtmf_queue.pop_front() {
+            let per_ms = ev.clock / 1000;
+            let duration = u16::try_from(per_ms * DTMF_TONE_MS).unwrap_or(u16::MAX);
+            let step = u16::try_from(per_ms * 20).unwrap_or(u16::MAX);
+            if let Some(packets) = self.sender.dtmf(ev.pt, key, duration, step, 10, now) {
+                self.dtmf_packets = packets
+                    .into_iter()
+                    .map(|p| ((p.at.as_millis() / 20) as u32, p.bytes))
+                    .collect();
+                self.dtmf_tick = 0;
+                return;
+            }
+        }
     }
 
     /// An RTP datagram arrived on the call's socket.
@@ -108,6 +181,9 @@ impl Stream {
             Ok(r) => {
                 if r.ssrc_changed {
                     self.jitter.reset();
+                }
+                if let Some(d) = r.dtmf {
+                    self.received_dtmf.push(d);
                 }
                 if let Some(p) = r.media.filter(|_| !r.duplicate)
                     && p.payload_type == self.params.codec.pt

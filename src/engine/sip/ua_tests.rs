@@ -179,6 +179,8 @@ struct UaNode {
     events: Vec<(Duration, Event)>,
     /// Media announcements: (when, call, Some(params) = start/update, None = stop).
     media: Vec<(Duration, CallId, Option<MediaParams>)>,
+    /// DTMF handed to the media side: (when, call, digits).
+    dtmf: Vec<(Duration, CallId, String)>,
 }
 
 struct Net {
@@ -226,6 +228,7 @@ impl Net {
                 ua,
                 events: Vec::new(),
                 media: Vec::new(),
+                dtmf: Vec::new(),
             },
         );
     }
@@ -315,6 +318,7 @@ impl Net {
                     Output::Event(e) => node.events.push((at, e)),
                     Output::Media { call, params } => node.media.push((at, call, Some(params))),
                     Output::MediaStop { call } => node.media.push((at, call, None)),
+                    Output::Dtmf { call, digits } => node.dtmf.push((at, call, digits)),
                 }
             }
         }
@@ -2478,6 +2482,99 @@ fn call_raw(net: &mut Net) -> CallId {
     let a = net.outgoing(A)[0];
     assert_eq!(net.state(A, a), Some(CallState::Established));
     a
+}
+
+#[test]
+fn dtmf_goes_to_the_media_side_when_telephone_event_was_agreed() {
+    let mut net = Net::new();
+    net.add(A, config(A), &[]);
+    let a = call_raw(&mut net);
+    net.cmd(
+        A,
+        Command::Dtmf {
+            call: a,
+            digits: "12#".into(),
+        },
+    );
+    net.settle();
+    assert_eq!(net.uas[&A].dtmf.len(), 1);
+    assert_eq!(net.uas[&A].dtmf[0].2, "12#");
+    assert!(net.received(RAW, |p| p.is_request("INFO")).is_empty());
+    net.cmd(
+        A,
+        Command::Dtmf {
+            call: a,
+            digits: "1x".into(),
+        },
+    );
+    net.settle();
+    assert_eq!(net.errors(A).len(), 1, "{:?}", net.errors(A));
+}
+
+#[test]
+fn dtmf_without_telephone_event_goes_as_sip_info_and_info_dtmf_is_reported() {
+    let mut net = Net::new();
+    net.add(A, config(A), &[]);
+    net.cmd(
+        A,
+        Command::Call {
+            uri: format!("sip:raw@{RAW}"),
+            account: None,
+        },
+    );
+    net.settle();
+    let inv = net.received(RAW, |p| p.is_initial_invite())[0].clone();
+    let contact = format!("<sip:raw@{RAW}>");
+    let no_events = "v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 30000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n";
+    net.inject(
+        RAW,
+        A,
+        raw_reply(&inv, 200, "OK", &[("Contact", &contact)], no_events),
+    );
+    net.settle();
+    let a = net.outgoing(A)[0];
+    net.cmd(
+        A,
+        Command::Dtmf {
+            call: a,
+            digits: "5*".into(),
+        },
+    );
+    net.settle();
+    let infos = net.received(RAW, |p| p.is_request("INFO"));
+    assert_eq!(infos.len(), 2, "{}", net.dump());
+    assert!(infos[0].body().contains("Signal=5"), "{}", infos[0].body());
+    assert!(infos[1].body().contains("Signal=*"));
+    assert!(net.uas[&A].dtmf.is_empty());
+
+    // The far end sends an INFO: it is answered 200 and reported.
+    let ack = net.received(RAW, |p| p.is_request("ACK"))[0].clone();
+    let m = ack.msg.as_ref().unwrap();
+    let info = format!(
+        "INFO sip:dialtone@{A} SIP/2.0\r\nVia: SIP/2.0/UDP {RAW};branch=z9hG4bKinfo1\r\n\
+From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 5 INFO\r\n\
+Content-Type: application/dtmf-relay\r\nContent-Length: 24\r\n\r\nSignal=7\r\nDuration=250\r\n",
+        m.to().unwrap(),
+        m.from().unwrap(),
+        m.call_id().unwrap()
+    );
+    net.inject(RAW, A, info);
+    net.settle();
+    assert_eq!(net.received(RAW, |p| p.is_response(200, "INFO")).len(), 1);
+    let dtmf: Vec<Event> = net
+        .events(A)
+        .into_iter()
+        .filter(|e| matches!(e, Event::Dtmf { .. }))
+        .collect();
+    assert_eq!(
+        dtmf,
+        vec![Event::Dtmf {
+            call: a,
+            digit: '7',
+            duration_ms: 250
+        }]
+    );
 }
 
 #[test]

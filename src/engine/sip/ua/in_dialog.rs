@@ -323,4 +323,44 @@ impl UserAgent {
             }
         }
     }
+
+    /// DTMF from the user: telephone-events in RTP when negotiated, SIP INFO otherwise.
+    pub(super) fn send_dtmf(&mut self, id: CallId, digits: &str, now: Instant) {
+        let digits = digits.trim().to_ascii_uppercase();
+        if digits.is_empty() || !digits.chars().all(|c| "0123456789*#ABCD".contains(c)) {
+            return self.error(format!("bad DTMF digits {digits:?}: use 0-9, *, #, A-D"));
+        }
+        let Some(call) = self.calls.get(&id) else {
+            return self.error(format!("no call {id}"));
+        };
+        if call.phase != Phase::Established {
+            return self.error(format!("call {id} is not established"));
+        }
+        let rfc4733 = call.negotiated.as_ref().is_some_and(|n| n.dtmf.is_some());
+        if rfc4733 {
+            self.out.push_back(Output::Dtmf { call: id, digits });
+            return;
+        }
+        // No telephone-event agreed: one SIP INFO (application/dtmf-relay) per digit.
+        for digit in digits.chars() {
+            let Some(call) = self.calls.get_mut(&id) else {
+                return;
+            };
+            let transport = call.target.transport;
+            let Some(mut dialog) = call.dialog.take() else {
+                return;
+            };
+            let target = Target::for_uri(&dialog.next_hop(), transport);
+            let (mut req, branch) =
+                self.in_dialog_skeleton(&mut dialog, Method::Info, None, &target);
+            req.set_body(
+                "application/dtmf-relay",
+                format!("Signal={digit}\r\nDuration=160\r\n").into_bytes(),
+            );
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.dialog = Some(dialog);
+            }
+            self.start_client(req, &branch, target, Owner::Info, now);
+        }
+    }
 }

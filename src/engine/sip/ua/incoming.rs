@@ -404,6 +404,43 @@ impl UserAgent {
         }
     }
 
+    /// An INFO in a dialog: DTMF (`application/dtmf-relay` or `application/dtmf`) becomes an
+    /// event; anything else is acknowledged and ignored.
+    pub(super) fn on_info(&mut self, key: String, req: Message, now: Instant) {
+        let Some(id) = self.find_dialog_call(&req) else {
+            return self.simple_response(&key, &req, 481, now);
+        };
+        self.simple_response(&key, &req, 200, now);
+        let ctype = req
+            .header("Content-Type")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let body = String::from_utf8_lossy(&req.body);
+        let (digit, duration_ms) = if ctype.starts_with("application/dtmf-relay") {
+            let field = |name: &str| {
+                body.lines()
+                    .filter_map(|l| l.split_once('='))
+                    .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.trim().to_string())
+            };
+            let digit = field("Signal").and_then(|s| s.chars().next());
+            let duration = field("Duration").and_then(|d| d.parse().ok()).unwrap_or(0);
+            (digit, duration)
+        } else if ctype.starts_with("application/dtmf") {
+            (body.trim().chars().next(), 0)
+        } else {
+            return;
+        };
+        match digit.map(|d| d.to_ascii_uppercase()) {
+            Some(digit) if "0123456789*#ABCD".contains(digit) => self.emit(Event::Dtmf {
+                call: id,
+                digit,
+                duration_ms,
+            }),
+            _ => tracing::warn!(call = %id, "INFO with an unreadable DTMF body: {body:?}"),
+        }
+    }
+
     pub(super) fn on_bye(&mut self, key: String, req: Message, now: Instant) {
         let Some(id) = self.find_dialog_call(&req) else {
             return self.simple_response(&key, &req, 481, now);

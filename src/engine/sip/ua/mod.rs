@@ -71,6 +71,11 @@ pub enum Output {
         call: CallId,
         params: MediaParams,
     },
+    /// Send these DTMF digits as RFC 4733 telephone-events in the call's RTP stream.
+    Dtmf {
+        call: CallId,
+        digits: String,
+    },
     /// A call's media stops.
     MediaStop {
         call: CallId,
@@ -94,6 +99,8 @@ enum Owner {
     Cancel,
     Bye(CallId),
     Reinvite(CallId),
+    /// An INFO carrying DTMF: nothing to do with its response.
+    Info,
 }
 
 struct ClientEntry {
@@ -261,6 +268,7 @@ impl UserAgent {
             Command::Hangup { call } => self.hangup(call, now),
             Command::Hold { call } => self.set_hold(call, true, now),
             Command::Resume { call } => self.set_hold(call, false, now),
+            Command::Dtmf { call, digits } => self.send_dtmf(call, &digits, now),
             Command::Register { account } => {
                 match self.accounts.iter().position(|a| a.id == account) {
                     Some(i) => {
@@ -575,7 +583,7 @@ impl UserAgent {
                     Owner::Register(i) => self.on_register_response(i, Some(&resp), now),
                     Owner::Invite(id) => self.on_invite_response(id, resp, now),
                     Owner::Reinvite(id) => self.on_reinvite_response(id, resp, now),
-                    Owner::Cancel | Owner::Bye(_) => {}
+                    Owner::Cancel | Owner::Bye(_) | Owner::Info => {}
                 },
                 TxOutput::Timeout => match owner {
                     Owner::Register(i) => self.on_register_response(i, None, now),
@@ -590,7 +598,7 @@ impl UserAgent {
                         }
                         self.bye(id, EndReason::Timeout, now);
                     }
-                    Owner::Cancel | Owner::Bye(_) => {}
+                    Owner::Cancel | Owner::Bye(_) | Owner::Info => {}
                 },
             }
         }
@@ -651,7 +659,8 @@ impl UserAgent {
             Method::Cancel => self.on_cancel(key, req, now),
             Method::Bye => self.on_bye(key, req, now),
             Method::Options => self.simple_response(&key, &req, 200, now),
-            Method::Info | Method::Update | Method::Notify if in_dialog => {
+            Method::Info if in_dialog => self.on_info(key, req, now),
+            Method::Update | Method::Notify if in_dialog => {
                 let code = if self.find_dialog_call(&req).is_some() {
                     200
                 } else {
