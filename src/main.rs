@@ -51,6 +51,9 @@ struct Cli {
     /// Speaker: default, device:NAME, wav:FILE or null.
     #[arg(long, value_name = "SINK")]
     audio_out: Option<String>,
+    /// Audio codecs in order of preference, comma-separated (default: opus,PCMU,PCMA).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    codecs: Option<Vec<String>>,
     /// Answer every incoming call at once.
     #[arg(long)]
     auto_answer: bool,
@@ -95,6 +98,9 @@ fn settings_from(cli: &Cli) -> Result<Settings, String> {
         settings.rtp_ports = r.clone();
     }
     settings.auto_answer |= cli.auto_answer;
+    if let Some(c) = &cli.codecs {
+        settings.codecs = c.iter().map(|s| s.trim().to_string()).collect();
+    }
     if let Some(a) = &cli.audio_in {
         settings.audio_in = a.clone();
     }

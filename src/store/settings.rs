@@ -122,6 +122,8 @@ pub struct Settings {
     pub audio_in: String,
     /// Speaker: `default`, `device:NAME`, `wav:FILE` or `null`.
     pub audio_out: String,
+    /// Audio codecs offered and accepted, in order of preference: `opus`, `PCMU`, `PCMA`.
+    pub codecs: Vec<String>,
 }
 
 impl Default for Settings {
@@ -134,6 +136,7 @@ impl Default for Settings {
             user_agent: format!("Dialtone/{}", env!("CARGO_PKG_VERSION")),
             audio_in: "default".into(),
             audio_out: "default".into(),
+            codecs: vec!["opus".into(), "PCMU".into(), "PCMA".into()],
         }
     }
 }
@@ -205,6 +208,18 @@ impl Settings {
     /// Checks what serde cannot: URIs, the port range, the listen address.
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.rtp_port_range()?;
+        if self.codecs.is_empty() {
+            return Err(SettingsError::Invalid(
+                "codecs: name at least one of opus, PCMU, PCMA".into(),
+            ));
+        }
+        for c in &self.codecs {
+            if !["opus", "pcmu", "pcma"].contains(&c.to_ascii_lowercase().as_str()) {
+                return Err(SettingsError::Invalid(format!(
+                    "codecs: unknown codec {c:?} (opus, PCMU, PCMA)"
+                )));
+            }
+        }
         crate::engine::media::devices::InputSpec::parse(&self.audio_in)
             .map_err(|e| SettingsError::Invalid(e.to_string()))?;
         crate::engine::media::devices::OutputSpec::parse(&self.audio_out)

@@ -51,6 +51,7 @@ fn config(addr: SocketAddr) -> Config {
         auto_answer: false,
         rtp_ports: (20000, 20998),
         local: addr,
+        codecs: vec!["opus".into(), "PCMU".into(), "PCMA".into()],
     }
 }
 

@@ -205,7 +205,7 @@ impl UserAgent {
         let offer = offer_of(&req);
         let id = CallId(self.next_call);
         let port = self.alloc_rtp_port();
-        let media = LocalMedia::new(self.local_ip(), port);
+        let media = self.local_media(port);
         if let Some(check) = &offer {
             let usable = check.as_ref().map_err(|e| e.to_string()).and_then(|o| {
                 let mut scratch = sdp::SdpSession { id: 0, version: 0 };

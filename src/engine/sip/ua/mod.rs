@@ -44,6 +44,8 @@ pub struct Config {
     pub rtp_ports: (u16, u16),
     /// The address we put in Via, Contact and SDP, with the port we listen on (UDP and TCP).
     pub local: SocketAddr,
+    /// Audio codecs we offer and accept, in order of preference (`opus`, `PCMU`, `PCMA`).
+    pub codecs: Vec<String>,
 }
 
 impl Config {
@@ -54,6 +56,7 @@ impl Config {
             auto_answer: s.auto_answer,
             rtp_ports: s.rtp_port_range().map_err(|e| e.to_string())?,
             local,
+            codecs: s.codecs.clone(),
         })
     }
 }
@@ -411,6 +414,30 @@ impl UserAgent {
             }
         }
         self.next_rtp
+    }
+
+    /// Our side of a call's SDP: address, RTP port, and the codecs of the user's preference,
+    /// each with telephone-event at its clock rate.
+    fn local_media(&self, port: u16) -> LocalMedia {
+        let mut media = LocalMedia::new(self.local_ip(), port);
+        let all = std::mem::take(&mut media.codecs);
+        let mut chosen: Vec<sdp::CodecSpec> = self
+            .cfg
+            .codecs
+            .iter()
+            .filter_map(|name| {
+                all.iter()
+                    .find(|c| !c.is_telephone_event() && c.name.eq_ignore_ascii_case(name))
+                    .cloned()
+            })
+            .collect();
+        let clocks: Vec<u32> = chosen.iter().map(|c| c.clock).collect();
+        chosen.extend(
+            all.into_iter()
+                .filter(|c| c.is_telephone_event() && clocks.contains(&c.clock)),
+        );
+        media.codecs = chosen;
+        media
     }
 
     fn local_ip(&self) -> IpAddr {

@@ -44,7 +44,7 @@ impl UserAgent {
         let id = CallId(self.next_call);
         self.next_call += 1;
         let port = self.alloc_rtp_port();
-        let media = LocalMedia::new(self.local_ip(), port);
+        let media = self.local_media(port);
         let mut call = Call::new(
             id,
             Direction::Outgoing,
