@@ -57,6 +57,11 @@ pub enum Command {
     /// Send DTMF digits (`0-9`, `*`, `#`, `A-D`) on an established call: RFC 4733 telephone-events
     /// in the RTP stream when the far end accepted them, SIP INFO otherwise.
     Dtmf { call: CallId, digits: String },
+    /// Switch the microphone under every call, without renegotiating anything:
+    /// `default`, `device:NAME`, `tone:HZ`, `wav:FILE` or `silence`.
+    SetAudioInput { spec: String },
+    /// Switch the speaker under every call: `default`, `device:NAME`, `wav:FILE` or `null`.
+    SetAudioOutput { spec: String },
     /// (Re-)register an account now, e.g. after a failure the user wants to retry.
     Register { account: AccountId },
     /// Ask for a `Stats` event.

@@ -3,7 +3,8 @@
 //! the end-to-end tests.
 //!
 //! Commands: `call URI [ACCOUNT]`, `answer [ID]`, `reject [ID]`, `decline [ID]`, `hangup [ID]`,
-//! `hold ID`, `resume ID`, `dtmf [ID] DIGITS`, `register [ACCOUNT]`, `stats`, `quit`. Without an ID, `answer`/`reject`
+//! `hold ID`, `resume ID`, `dtmf [ID] DIGITS`, `audio-in SPEC`, `audio-out SPEC`,
+//! `register [ACCOUNT]`, `stats`, `quit`. Without an ID, `answer`/`reject`
 //! take the newest ringing incoming call and `hangup` the newest live call.
 
 use crate::api::{AccountId, CallId, CallState, Command, Event};
@@ -109,6 +110,18 @@ fn parse_command(line: &str, calls: &Calls) -> Result<Option<Command>, String> {
             };
             Command::Dtmf { call, digits }
         }
+        "audio-in" => Command::SetAudioInput {
+            spec: arg
+                .ok_or(
+                    "audio-in: want a source (default, device:NAME, tone:HZ, wav:FILE, silence)",
+                )?
+                .to_string(),
+        },
+        "audio-out" => Command::SetAudioOutput {
+            spec: arg
+                .ok_or("audio-out: want a sink (default, device:NAME, wav:FILE, null)")?
+                .to_string(),
+        },
         "stats" => Command::Stats,
         "quit" | "exit" => Command::Quit,
         other => return Err(format!("unknown command {other:?}")),

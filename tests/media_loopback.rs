@@ -269,3 +269,60 @@ fn dtmf_digits_arrive_in_order_as_telephone_events() {
     let (calls, _) = stats(&a, &mut a_ev);
     assert!(calls[0].1.expect("media").frames_fanned_out >= 20);
 }
+
+#[test]
+fn switching_the_input_mid_call_changes_the_sound_without_renegotiating() {
+    let dir = tempfile::tempdir().unwrap();
+    let b_wav = dir.path().join("b.wav");
+    let (a, mut a_ev) = engine("tone:440", "null", false);
+    let (b, mut b_ev) = engine("silence", &format!("wav:{}", b_wav.display()), true);
+    a.send(Command::Call {
+        uri: format!("sip:b@{}", b.local_addr()),
+        account: None,
+    });
+    let call = established(&mut a_ev);
+    established(&mut b_ev);
+    std::thread::sleep(Duration::from_millis(1000));
+    a.send(Command::SetAudioInput {
+        spec: "tone:1000".into(),
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    let (calls, devices) = stats(&a, &mut a_ev);
+    assert_eq!(calls.len(), 1, "the call is still up");
+    assert_eq!(devices.input, "tone:1000");
+    assert_eq!(
+        devices.input_opens, 2,
+        "one open at start, one for the switch"
+    );
+    // No re-INVITE: since it was established, B's call has not changed state.
+    let mut b_changes = Vec::new();
+    while let Ok(e) = b_ev.try_recv() {
+        if matches!(e, Event::Call { .. }) {
+            b_changes.push(e);
+        }
+    }
+    assert!(b_changes.is_empty(), "{b_changes:?}");
+    a.send(Command::Hangup { call });
+    wait_for(&mut b_ev, "ended", |e| {
+        matches!(
+            e,
+            Event::Call {
+                state: CallState::Ended,
+                ..
+            }
+        )
+    });
+    a.shutdown();
+    b.shutdown();
+    let wav = read_wav(&b_wav).unwrap();
+    let s = &wav.samples;
+    assert!(s.len() >= 96_000, "{}", s.len());
+    let before = dominant_tone(&s[14_400..38_400], 48_000, &[440.0, 1000.0]);
+    let after = dominant_tone(
+        &s[s.len() - 33_600..s.len() - 9_600],
+        48_000,
+        &[440.0, 1000.0],
+    );
+    assert_eq!(before.map(|t| t.0), Some(440.0), "{before:?}");
+    assert_eq!(after.map(|t| t.0), Some(1000.0), "{after:?}");
+}

@@ -72,6 +72,19 @@ pub async fn run(
         tokio::select! {
             cmd = commands.recv(), if commands_open => {
                 match cmd {
+                    // Devices are the media edge's business; the SIP side never hears of them.
+                    Some(Command::SetAudioInput { spec }) => {
+                        let r = InputSpec::parse(&spec).and_then(|s| media.engine.switch_input(s));
+                        if let Err(e) = r {
+                            let _ = events.send(Event::Error { message: format!("audio input: {e}") });
+                        }
+                    }
+                    Some(Command::SetAudioOutput { spec }) => {
+                        let r = OutputSpec::parse(&spec).and_then(|s| media.engine.switch_output(s));
+                        if let Err(e) = r {
+                            let _ = events.send(Event::Error { message: format!("audio output: {e}") });
+                        }
+                    }
                     Some(c) => ua.handle_command(c, Instant::now()),
                     None => {
                         // Every handle is gone: stop cleanly.

@@ -108,6 +108,16 @@ impl MediaEngine {
         (out, err)
     }
 
+    /// Swaps the input under every call (no renegotiation).
+    pub fn switch_input(&mut self, spec: InputSpec) -> Result<(), DeviceError> {
+        self.hub.switch(spec)
+    }
+
+    /// Swaps the output under every call.
+    pub fn switch_output(&mut self, spec: OutputSpec) -> Result<(), DeviceError> {
+        self.playout.switch(spec)
+    }
+
     /// Queues DTMF digits on a call's RTP stream.
     pub fn send_dtmf(&mut self, call: CallId, digits: &str) -> Result<(), String> {
         let Some(s) = self.streams.get_mut(&call) else {

@@ -81,6 +81,17 @@ impl CaptureHub {
         }
     }
 
+    /// Swaps the input under every call (no call notices but for the sound). The old source is
+    /// dropped (closed) only once the new one is open; on failure the old one stays.
+    pub fn switch(&mut self, spec: InputSpec) -> Result<(), DeviceError> {
+        let source = open_source(&spec)?;
+        tracing::info!("audio input switched: {} -> {spec}", self.spec);
+        self.source = source;
+        self.spec = spec;
+        self.opens += 1;
+        Ok(())
+    }
+
     /// Captures the next frame; every encoder's payload is stale until `payload` asks for it.
     pub fn capture(&mut self) {
         self.source.read(&mut self.frame);

@@ -45,6 +45,20 @@ impl Playout {
         }
     }
 
+    /// Swaps the output under every call; the old one is closed after the new one opened.
+    pub fn switch(&mut self, spec: OutputSpec) -> Result<(), DeviceError> {
+        let sink = open_sink(&spec)?;
+        let mut old = std::mem::replace(&mut self.sink, sink);
+        if let Err(e) = old.close() {
+            tracing::warn!("closing the previous audio output: {e}");
+        }
+        tracing::info!("audio output switched: {} -> {spec}", self.spec);
+        self.spec = spec;
+        self.opens += 1;
+        self.failed = false;
+        Ok(())
+    }
+
     /// Starts a new mixed frame.
     pub fn begin(&mut self) {
         self.mix.fill(0);

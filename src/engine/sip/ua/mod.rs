@@ -272,6 +272,8 @@ impl UserAgent {
             Command::Hold { call } => self.set_hold(call, true, now),
             Command::Resume { call } => self.set_hold(call, false, now),
             Command::Dtmf { call, digits } => self.send_dtmf(call, &digits, now),
+            // Handled by the runtime's media edge before they reach the SIP side.
+            Command::SetAudioInput { .. } | Command::SetAudioOutput { .. } => {}
             Command::Register { account } => {
                 match self.accounts.iter().position(|a| a.id == account) {
                     Some(i) => {
