@@ -326,3 +326,61 @@ fn switching_the_input_mid_call_changes_the_sound_without_renegotiating() {
     assert_eq!(before.map(|t| t.0), Some(440.0), "{before:?}");
     assert_eq!(after.map(|t| t.0), Some(1000.0), "{after:?}");
 }
+
+#[test]
+fn caller_hears_ringback_and_callee_hears_the_ring_tone_until_answer() {
+    use dialtone::engine::media::alerts::{RING_HZ, RINGBACK_HZ};
+    let dir = tempfile::tempdir().unwrap();
+    let (a_wav, b_wav) = (dir.path().join("a.wav"), dir.path().join("b.wav"));
+    let (a, mut a_ev) = engine("silence", &format!("wav:{}", a_wav.display()), false);
+    let (b, mut b_ev) = engine("silence", &format!("wav:{}", b_wav.display()), false);
+    a.send(Command::Call {
+        uri: format!("sip:b@{}", b.local_addr()),
+        account: None,
+    });
+    let incoming = match wait_for(&mut b_ev, "incoming", |e| {
+        matches!(e, Event::Incoming { .. })
+    }) {
+        Event::Incoming { call, .. } => call,
+        _ => unreachable!(),
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    b.send(Command::Answer { call: incoming });
+    let call = established(&mut a_ev);
+    std::thread::sleep(Duration::from_millis(300));
+    a.send(Command::Hangup { call });
+    wait_for(&mut b_ev, "ended", |e| {
+        matches!(
+            e,
+            Event::Call {
+                state: CallState::Ended,
+                ..
+            }
+        )
+    });
+    a.shutdown();
+    b.shutdown();
+    let candidates = [RINGBACK_HZ, RING_HZ.0, 1000.0];
+    let a_rec = read_wav(&a_wav).unwrap().samples;
+    let b_rec = read_wav(&b_wav).unwrap().samples;
+    assert!(
+        a_rec.len() >= 24_000 && b_rec.len() >= 24_000,
+        "{} {}",
+        a_rec.len(),
+        b_rec.len()
+    );
+    let heard = |s: &[i16]| dominant_tone(&s[4_800..24_000], 48_000, &candidates).map(|t| t.0);
+    assert_eq!(
+        heard(&a_rec),
+        Some(RINGBACK_HZ),
+        "the caller hears ringback"
+    );
+    assert_eq!(
+        heard(&b_rec),
+        Some(RING_HZ.0),
+        "the callee hears the ring tone"
+    );
+    // Once answered, the alerts stop: the end of each recording is the far end's silence.
+    let tail = &a_rec[a_rec.len() - 4_800..];
+    assert!(tail.iter().all(|&s| s.abs() < 200), "ringback after answer");
+}

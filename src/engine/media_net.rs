@@ -72,6 +72,15 @@ impl MediaNet {
         Ok(())
     }
 
+    /// Ringback / ring tone on or off; the media clock runs while one sounds.
+    pub fn set_alerts(&mut self, ringback: bool, ring: bool) {
+        let was_active = self.engine.active();
+        self.engine.set_alerts(ringback, ring);
+        if !was_active && self.engine.active() {
+            self.clock.reset();
+        }
+    }
+
     pub fn stop_call(&mut self, call: CallId) {
         self.engine.remove_call(call);
         if let Some(s) = self.sockets.remove(&call) {

@@ -175,6 +175,7 @@ async fn flush(
                 }
             }
             Output::MediaStop { call } => media.stop_call(call),
+            Output::Alerts { ringback, ring } => media.set_alerts(ringback, ring),
             Output::Dtmf { call, digits } => {
                 if let Err(why) = media.engine.send_dtmf(call, &digits) {
                     let _ = events.send(Event::Error {

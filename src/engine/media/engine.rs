@@ -3,6 +3,7 @@
 //! packets to send come out of `tick`, which the runtime calls every 20 ms while a call has media
 //! (and never while idle).
 
+use super::alerts::Alerts;
 use super::devices::{DeviceError, FRAME_SAMPLES, InputSpec, OutputSpec};
 use super::hub::CaptureHub;
 use super::playout::Playout;
@@ -20,6 +21,7 @@ pub struct MediaEngine {
     hub: CaptureHub,
     playout: Playout,
     streams: BTreeMap<CallId, Stream>,
+    alerts: Alerts,
     frame: Vec<i16>,
 }
 
@@ -35,15 +37,21 @@ impl MediaEngine {
                 hub,
                 playout,
                 streams: BTreeMap::new(),
+                alerts: Alerts::default(),
                 frame: Vec::with_capacity(FRAME_SAMPLES),
             },
             errors,
         )
     }
 
-    /// Whether the runtime should tick: only while some call has media.
+    /// Whether the runtime should tick: only while some call has media or a call rings.
     pub fn active(&self) -> bool {
-        !self.streams.is_empty()
+        !self.streams.is_empty() || self.alerts.active()
+    }
+
+    /// Ringback (an outgoing call rings without early media) and ring tone (a call comes in).
+    pub fn set_alerts(&mut self, ringback: bool, ring: bool) {
+        self.alerts.set(ringback, ring);
     }
 
     /// Starts or updates a call's media. A codec change builds a new stream.
@@ -79,10 +87,12 @@ impl MediaEngine {
     /// play what every call received. Returns the RTP packets to send.
     pub fn tick(&mut self, now: Instant) -> (Outgoing, Option<DeviceError>) {
         let mut out = Vec::new();
-        if self.streams.is_empty() {
+        if !self.active() {
             return (out, None);
         }
-        self.hub.capture();
+        if !self.streams.is_empty() {
+            self.hub.capture();
+        }
         for (id, s) in self.streams.iter_mut() {
             if !s.params.send || s.params.remote.is_none() {
                 continue;
@@ -103,6 +113,9 @@ impl MediaEngine {
             if s.params.recv {
                 self.playout.add(&self.frame);
             }
+        }
+        if let Some(alert) = self.alerts.frame() {
+            self.playout.add(alert);
         }
         let err = self.playout.finish();
         (out, err)

@@ -267,10 +267,22 @@ impl Call {
     /// The media this call should have now: none before it is established or without an agreed
     /// SDP; no sending while either side holds, no playing while we hold.
     pub fn media_params(&self) -> Option<MediaParams> {
+        let n = self.negotiated.as_ref()?;
+        let early = self.phase == Phase::Ringing && self.direction == Direction::Outgoing;
+        if early {
+            // Early media (a 183 with SDP): play what the far end sends, send nothing yet.
+            return Some(MediaParams {
+                local_port: self.local_media.port,
+                remote: n.remote_rtp,
+                codec: n.codec.clone(),
+                dtmf: n.dtmf.clone(),
+                send: false,
+                recv: true,
+            });
+        }
         if self.phase != Phase::Established {
             return None;
         }
-        let n = self.negotiated.as_ref()?;
         Some(MediaParams {
             local_port: self.local_media.port,
             remote: n.remote_rtp,

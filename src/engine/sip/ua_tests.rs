@@ -182,6 +182,8 @@ struct UaNode {
     media: Vec<(Duration, CallId, Option<MediaParams>)>,
     /// DTMF handed to the media side: (when, call, digits).
     dtmf: Vec<(Duration, CallId, String)>,
+    /// Alert changes: (when, ringback, ring).
+    alerts: Vec<(Duration, bool, bool)>,
 }
 
 struct Net {
@@ -230,6 +232,7 @@ impl Net {
                 events: Vec::new(),
                 media: Vec::new(),
                 dtmf: Vec::new(),
+                alerts: Vec::new(),
             },
         );
     }
@@ -320,6 +323,7 @@ impl Net {
                     Output::Media { call, params } => node.media.push((at, call, Some(params))),
                     Output::MediaStop { call } => node.media.push((at, call, None)),
                     Output::Dtmf { call, digits } => node.dtmf.push((at, call, digits)),
+                    Output::Alerts { ringback, ring } => node.alerts.push((at, ringback, ring)),
                 }
             }
         }
@@ -1431,6 +1435,30 @@ fn media_starts_on_answer_pauses_on_hold_and_stops_on_hang_up() {
     };
     assert_eq!(p.codec.name, "opus");
     assert_eq!(p.remote.map(|r| r.ip()), Some(B.ip()));
+}
+
+#[test]
+fn ringback_while_the_far_end_rings_and_ring_tone_while_we_ring() {
+    let mut net = Net::pair();
+    let (_a, b) = net.ring(A, B);
+    assert_eq!(
+        net.uas[&A].alerts.last().map(|x| (x.1, x.2)),
+        Some((true, false))
+    );
+    assert_eq!(
+        net.uas[&B].alerts.last().map(|x| (x.1, x.2)),
+        Some((false, true))
+    );
+    net.cmd(B, Command::Answer { call: b });
+    net.settle();
+    assert_eq!(
+        net.uas[&A].alerts.last().map(|x| (x.1, x.2)),
+        Some((false, false))
+    );
+    assert_eq!(
+        net.uas[&B].alerts.last().map(|x| (x.1, x.2)),
+        Some((false, false))
+    );
 }
 
 #[test]

@@ -79,6 +79,12 @@ pub enum Output {
         call: CallId,
         digits: String,
     },
+    /// Call progress sounds: ringback (an outgoing call rings without early media), ring tone
+    /// (an incoming call rings).
+    Alerts {
+        ringback: bool,
+        ring: bool,
+    },
     /// A call's media stops.
     MediaStop {
         call: CallId,
@@ -131,6 +137,8 @@ pub struct UserAgent {
     quit_deadline: Option<Instant>,
     /// Media as last announced to the runtime, per call.
     media: BTreeMap<CallId, MediaParams>,
+    /// Alerts as last announced (ringback, ring).
+    alerts: (bool, bool),
     stopped: bool,
 }
 
@@ -176,6 +184,7 @@ impl UserAgent {
             next_rtp,
             quit_deadline: None,
             media: BTreeMap::new(),
+            alerts: (false, false),
             stopped: false,
         };
         for (i, a) in accounts.iter().enumerate() {
@@ -809,6 +818,19 @@ impl UserAgent {
                 self.media.insert(call, params.clone());
                 self.out.push_back(Output::Media { call, params });
             }
+        }
+        let ringing = |c: &&Call, d| c.phase == Phase::Ringing && c.direction == d;
+        let ringback = self
+            .calls
+            .values()
+            .any(|c| ringing(&c, Direction::Outgoing) && c.negotiated.is_none());
+        let ring = self
+            .calls
+            .values()
+            .any(|c| ringing(&c, Direction::Incoming));
+        if (ringback, ring) != self.alerts {
+            self.alerts = (ringback, ring);
+            self.out.push_back(Output::Alerts { ringback, ring });
         }
     }
 
