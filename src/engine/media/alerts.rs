@@ -87,21 +87,21 @@ impl Alerts {
     pub fn frame(&mut self) -> Option<&[i16]> {
         let mut any = false;
         self.b.fill(0);
-        if let Some((g, c)) = self.ringback.as_mut() {
-            if c.sounding() {
-                g.fill(&mut self.a);
-                add(&mut self.b, &self.a);
-                any = true;
-            }
+        if let Some((g, c)) = self.ringback.as_mut()
+            && c.sounding()
+        {
+            g.fill(&mut self.a);
+            add(&mut self.b, &self.a);
+            any = true;
         }
-        if let Some((g1, g2, c)) = self.ring.as_mut() {
-            if c.sounding() {
-                g1.fill(&mut self.a);
-                add(&mut self.b, &self.a);
-                g2.fill(&mut self.a);
-                add(&mut self.b, &self.a);
-                any = true;
-            }
+        if let Some((g1, g2, c)) = self.ring.as_mut()
+            && c.sounding()
+        {
+            g1.fill(&mut self.a);
+            add(&mut self.b, &self.a);
+            g2.fill(&mut self.a);
+            add(&mut self.b, &self.a);
+            any = true;
         }
         any.then_some(&self.b[..])
     }
