@@ -141,6 +141,13 @@ pub struct CallStats {
     pub media: Option<MediaStats>,
 }
 
+/// One call's output level for the meters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CallLevel {
+    pub call: CallId,
+    pub output_dbfs: f32,
+}
+
 /// One call's RTP figures.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct MediaStats {
@@ -218,6 +225,12 @@ pub enum Event {
         call: CallId,
         digit: char,
         duration_ms: u32,
+    },
+    /// Audio levels, about 10 per second while a call has media: the microphone (after capture)
+    /// and what each call plays, in dBFS (-120 is silence). For meters.
+    Levels {
+        input_dbfs: f32,
+        calls: Vec<CallLevel>,
     },
     Stats {
         calls: Vec<CallStats>,

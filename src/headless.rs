@@ -141,6 +141,8 @@ fn print_event(out: &mut impl Write, e: &Event) {
 
 pub struct HeadlessOptions {
     pub call: Option<String>,
+    /// Print `levels` events (10 per second during calls); off by default to keep output quiet.
+    pub levels: bool,
     pub duration: Option<Duration>,
 }
 
@@ -201,7 +203,9 @@ pub fn run(settings: Settings, opts: HeadlessOptions) -> i32 {
                 ev = events.recv() => {
                     let Some(ev) = ev else { break };
                     calls.apply(&ev);
-                    print_event(&mut out, &ev);
+                    if opts.levels || !matches!(ev, Event::Levels { .. }) {
+                        print_event(&mut out, &ev);
+                    }
                     if ev == Event::Stopped {
                         break;
                     }

@@ -60,6 +60,9 @@ struct Cli {
     /// Dial this URI at start (same as the positional URI).
     #[arg(long, value_name = "URI")]
     call: Option<String>,
+    /// Print `levels` events (input and per-call output level, 10 per second during calls).
+    #[arg(long)]
+    levels: bool,
     /// Quit (hanging up and un-registering) after this many seconds.
     #[arg(long, value_name = "SECONDS")]
     duration: Option<f64>,
@@ -146,6 +149,7 @@ fn main() {
         settings,
         HeadlessOptions {
             call: cli.call.clone().or(cli.uri.clone()),
+            levels: cli.levels,
             duration,
         },
     );

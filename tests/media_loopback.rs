@@ -384,3 +384,38 @@ fn caller_hears_ringback_and_callee_hears_the_ring_tone_until_answer() {
     let tail = &a_rec[a_rec.len() - 4_800..];
     assert!(tail.iter().all(|&s| s.abs() < 200), "ringback after answer");
 }
+
+#[test]
+fn level_events_meter_the_microphone_and_each_call_about_ten_times_a_second() {
+    let (a, mut a_ev) = engine("tone:440", "null", false);
+    let (b, mut b_ev) = engine("silence", "null", true);
+    a.send(Command::Call {
+        uri: format!("sip:b@{}", b.local_addr()),
+        account: None,
+    });
+    established(&mut a_ev);
+    let b_call = established(&mut b_ev);
+    std::thread::sleep(Duration::from_millis(1000));
+    let drain = |rx: &mut UnboundedReceiver<Event>| {
+        let mut levels = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            if let Event::Levels { input_dbfs, calls } = e {
+                levels.push((input_dbfs, calls));
+            }
+        }
+        levels
+    };
+    let a_levels = drain(&mut a_ev);
+    let b_levels = drain(&mut b_ev);
+    // About 10 per second, not more.
+    assert!((6..=12).contains(&a_levels.len()), "{}", a_levels.len());
+    // A's microphone: a -10 dBFS sine has an RMS of about -13 dBFS.
+    let (input, _) = a_levels.last().unwrap();
+    assert!((-14.5..=-11.5).contains(input), "{input}");
+    // B's microphone is silent; B's call plays A's tone.
+    let (input, calls) = b_levels.last().unwrap();
+    assert!(*input < -60.0, "{input}");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].call, b_call);
+    assert!((-16.0..=-10.0).contains(&calls[0].output_dbfs), "{calls:?}");
+}

@@ -4,7 +4,7 @@
 
 use super::media::engine::MediaEngine;
 use super::media::stream::MediaParams;
-use crate::api::{CallId, Event};
+use crate::api::{CallId, CallLevel, Event};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -88,10 +88,11 @@ impl MediaNet {
         }
     }
 
-    /// One media clock tick: capture, encode once, send every call's packet, play.
-    pub fn tick(&mut self) -> Option<Event> {
-        let (packets, error) = self.engine.tick(Instant::now());
-        for (call, to, bytes) in packets {
+    /// One media clock tick: capture, encode once, send every call's packet, play. Returns the
+    /// events it produced (an output failure, meter levels).
+    pub fn tick(&mut self) -> Vec<Event> {
+        let tick = self.engine.tick(Instant::now());
+        for (call, to, bytes) in tick.packets {
             if let Some(s) = self.sockets.get(&call) {
                 // Non-blocking: a full socket buffer drops this frame rather than stall the loop.
                 if let Err(e) = s.socket.try_send_to(&bytes, to) {
@@ -99,9 +100,22 @@ impl MediaNet {
                 }
             }
         }
-        error.map(|e| Event::Error {
-            message: format!("audio output: {e}"),
-        })
+        let mut events = Vec::new();
+        if let Some(e) = tick.error {
+            events.push(Event::Error {
+                message: format!("audio output: {e}"),
+            });
+        }
+        if let Some((input_dbfs, calls)) = tick.levels {
+            events.push(Event::Levels {
+                input_dbfs,
+                calls: calls
+                    .into_iter()
+                    .map(|(call, output_dbfs)| CallLevel { call, output_dbfs })
+                    .collect(),
+            });
+        }
+        events
     }
 }
 

@@ -127,8 +127,14 @@ pub async fn run(
                 }
             }
             _ = media.clock.tick(), if media.engine.active() => {
-                if let Some(e) = media.tick() {
-                    let _ = events.send(e);
+                let produced = media.tick();
+                if !produced.is_empty() {
+                    for e in produced {
+                        let _ = events.send(e);
+                    }
+                    if let Some(w) = &waker {
+                        w();
+                    }
                 }
             }
         }

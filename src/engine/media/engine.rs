@@ -17,12 +17,43 @@ use std::time::Instant;
 /// RTP packets to send: the call, where to, the bytes.
 pub type Outgoing = Vec<(CallId, SocketAddr, Vec<u8>)>;
 
+/// Level events go out every this many frames (5 × 20 ms: 10 per second).
+const LEVEL_EVERY: u32 = 5;
+
+/// What one media clock tick produced.
+#[derive(Default)]
+pub struct Tick {
+    pub packets: Outgoing,
+    /// The output failed (reported once).
+    pub error: Option<DeviceError>,
+    /// Meter levels, every `LEVEL_EVERY` ticks: input dBFS and each call's output dBFS.
+    pub levels: Option<(f32, Vec<(CallId, f32)>)>,
+}
+
+/// RMS level of a frame in dBFS (a full-scale sine is about -3; silence is -120).
+pub fn level_dbfs(frame: &[i16]) -> f32 {
+    if frame.is_empty() {
+        return -120.0;
+    }
+    let sum: f64 = frame.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    let rms = (sum / frame.len() as f64).sqrt() / 32768.0;
+    if rms <= 1e-6 {
+        -120.0
+    } else {
+        (20.0 * rms.log10()) as f32
+    }
+}
+
 pub struct MediaEngine {
     hub: CaptureHub,
     playout: Playout,
     streams: BTreeMap<CallId, Stream>,
     alerts: Alerts,
     frame: Vec<i16>,
+    ticks: u32,
+    /// Peak of the levels over the current meter period: input, and per call.
+    input_level: f32,
+    call_levels: BTreeMap<CallId, f32>,
 }
 
 impl MediaEngine {
@@ -39,6 +70,9 @@ impl MediaEngine {
                 streams: BTreeMap::new(),
                 alerts: Alerts::default(),
                 frame: Vec::with_capacity(FRAME_SAMPLES),
+                ticks: 0,
+                input_level: -120.0,
+                call_levels: BTreeMap::new(),
             },
             errors,
         )
@@ -85,13 +119,14 @@ impl MediaEngine {
 
     /// One 20 ms step: capture once, encode once per codec, packetize per call; then mix and
     /// play what every call received. Returns the RTP packets to send.
-    pub fn tick(&mut self, now: Instant) -> (Outgoing, Option<DeviceError>) {
-        let mut out = Vec::new();
+    pub fn tick(&mut self, now: Instant) -> Tick {
+        let mut tick = Tick::default();
         if !self.active() {
-            return (out, None);
+            return tick;
         }
         if !self.streams.is_empty() {
             self.hub.capture();
+            self.input_level = self.input_level.max(level_dbfs(self.hub.frame()));
         }
         for (id, s) in self.streams.iter_mut() {
             if !s.params.send || s.params.remote.is_none() {
@@ -103,22 +138,36 @@ impl MediaEngine {
             };
             let mut pkts = Vec::new();
             if let Some(to) = s.outgoing(payload, now, &mut pkts) {
-                out.extend(pkts.into_iter().map(|p| (*id, to, p)));
+                tick.packets.extend(pkts.into_iter().map(|p| (*id, to, p)));
             }
         }
         self.playout.begin();
-        for s in self.streams.values_mut() {
+        for (id, s) in self.streams.iter_mut() {
             self.frame.clear();
             s.playout(now, &mut self.frame);
-            if s.params.recv {
+            let level = if s.params.recv {
                 self.playout.add(&self.frame);
-            }
+                level_dbfs(&self.frame)
+            } else {
+                -120.0
+            };
+            let peak = self.call_levels.entry(*id).or_insert(-120.0);
+            *peak = peak.max(level);
         }
         if let Some(alert) = self.alerts.frame() {
             self.playout.add(alert);
         }
-        let err = self.playout.finish();
-        (out, err)
+        tick.error = self.playout.finish();
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks.is_multiple_of(LEVEL_EVERY) && !self.streams.is_empty() {
+            self.call_levels
+                .retain(|id, _| self.streams.contains_key(id));
+            let calls = self.call_levels.iter().map(|(id, l)| (*id, *l)).collect();
+            tick.levels = Some((self.input_level, calls));
+            self.input_level = -120.0;
+            self.call_levels.values_mut().for_each(|l| *l = -120.0);
+        }
+        tick
     }
 
     /// Swaps the input under every call (no renegotiation).
@@ -211,7 +260,9 @@ mod tests {
         let t0 = Instant::now();
         let mut ssrcs = std::collections::HashSet::new();
         for n in 0..10u32 {
-            let (pkts, _) = m.tick(t0 + Duration::from_millis(20 * u64::from(n)));
+            let pkts = m
+                .tick(t0 + Duration::from_millis(20 * u64::from(n)))
+                .packets;
             assert_eq!(pkts.len(), 3);
             let parsed: Vec<RtpPacket> = pkts
                 .iter()
@@ -237,12 +288,12 @@ mod tests {
     fn held_calls_send_nothing_and_idle_engine_does_nothing() {
         let (mut m, _) = MediaEngine::open(InputSpec::Silence, OutputSpec::Null);
         assert!(!m.active());
-        assert!(m.tick(Instant::now()).0.is_empty());
+        assert!(m.tick(Instant::now()).packets.is_empty());
         assert_eq!(m.device_stats().frames_captured, 0);
         let mut p = params(20000, 30000, CodecSpec::pcmu());
         p.send = false;
         m.set_call(CallId(1), p).unwrap();
-        assert!(m.tick(Instant::now()).0.is_empty());
+        assert!(m.tick(Instant::now()).packets.is_empty());
     }
 
     #[test]

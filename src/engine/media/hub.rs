@@ -92,6 +92,11 @@ impl CaptureHub {
         Ok(())
     }
 
+    /// The frame captured last.
+    pub fn frame(&self) -> &[i16] {
+        &self.frame
+    }
+
     /// Captures the next frame; every encoder's payload is stale until `payload` asks for it.
     pub fn capture(&mut self) {
         self.source.read(&mut self.frame);
