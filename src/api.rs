@@ -163,6 +163,12 @@ pub struct MediaStats {
     pub jitter_buffer_ms: u32,
     /// Captured frames the hub handed to this call.
     pub frames_fanned_out: u64,
+    /// RTCP reports received from the far end.
+    pub rtcp_received: u64,
+    /// Round-trip time from the far end's RTCP reports (LSR/DLSR), once known.
+    pub rtt_ms: Option<f64>,
+    /// The loss the far end reports for our stream (0.0–1.0), once known.
+    pub remote_fraction_lost: Option<f64>,
 }
 
 /// The audio devices, opened once for the life of the engine: the counters prove it.

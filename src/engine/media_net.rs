@@ -2,7 +2,7 @@
 //! from the socket we receive on), a reader task per socket, and the 20 ms media clock, which
 //! runs only while a call has media. The media work itself is `media::engine::MediaEngine`.
 
-use super::media::engine::MediaEngine;
+use super::media::engine::{MediaEngine, Rtcp};
 use super::media::stream::MediaParams;
 use crate::api::{CallId, CallLevel, Event};
 use std::collections::HashMap;
@@ -20,14 +20,17 @@ pub const FRAME: Duration = Duration::from_millis(20);
 struct CallSocket {
     socket: Arc<UdpSocket>,
     reader: JoinHandle<()>,
+    /// The RTCP socket on the next port (none when it could not be bound: RTCP is optional).
+    rtcp: Option<(Arc<UdpSocket>, JoinHandle<()>)>,
 }
 
 pub struct MediaNet {
     pub engine: MediaEngine,
     bind_ip: IpAddr,
     sockets: HashMap<CallId, CallSocket>,
-    rtp_tx: mpsc::UnboundedSender<(CallId, Vec<u8>)>,
-    pub rtp: mpsc::UnboundedReceiver<(CallId, Vec<u8>)>,
+    rtp_tx: mpsc::UnboundedSender<(CallId, Vec<u8>, bool)>,
+    /// Datagrams from the calls' sockets: (call, bytes, arrived on the RTCP port).
+    pub rtp: mpsc::UnboundedReceiver<(CallId, Vec<u8>, bool)>,
     pub clock: Interval,
 }
 
@@ -56,10 +59,29 @@ impl MediaNet {
                 message: format!("call {call}: cannot open RTP port {addr}: {e}"),
             })?;
             let socket = Arc::new(socket);
-            let reader = tokio::spawn(read_rtp(call, socket.clone(), self.rtp_tx.clone()));
-            self.sockets.insert(call, CallSocket { socket, reader });
+            let reader = tokio::spawn(read_rtp(call, socket.clone(), false, self.rtp_tx.clone()));
+            let rtcp_addr = SocketAddr::new(self.bind_ip, params.local_port.wrapping_add(1));
+            let rtcp = match UdpSocket::bind(rtcp_addr).await {
+                Ok(s) => {
+                    let s = Arc::new(s);
+                    let r = tokio::spawn(read_rtp(call, s.clone(), true, self.rtp_tx.clone()));
+                    Some((s, r))
+                }
+                Err(e) => {
+                    tracing::warn!(call = %call, "no RTCP port {rtcp_addr}: {e}");
+                    None
+                }
+            };
+            self.sockets.insert(
+                call,
+                CallSocket {
+                    socket,
+                    reader,
+                    rtcp,
+                },
+            );
         }
-        if let Err(why) = self.engine.set_call(call, params) {
+        if let Err(why) = self.engine.set_call(call, params, Instant::now()) {
             self.stop_call(call);
             return Err(Event::Error {
                 message: format!("call {call}: no media: {why}"),
@@ -82,9 +104,28 @@ impl MediaNet {
     }
 
     pub fn stop_call(&mut self, call: CallId) {
-        self.engine.remove_call(call);
+        let bye = self.engine.remove_call(call, Instant::now());
+        if let Some(bye) = bye {
+            self.send_rtcp(bye);
+        }
         if let Some(s) = self.sockets.remove(&call) {
             s.reader.abort();
+            if let Some((_, r)) = s.rtcp {
+                r.abort();
+            }
+        }
+    }
+
+    fn send_rtcp(&self, (call, to, bytes, mux): Rtcp) {
+        let Some(s) = self.sockets.get(&call) else {
+            return;
+        };
+        let socket = match (&s.rtcp, mux) {
+            (Some((rtcp, _)), false) => rtcp,
+            _ => &s.socket,
+        };
+        if let Err(e) = socket.try_send_to(&bytes, to) {
+            tracing::debug!(call = %call, "RTCP to {to} not sent: {e}");
         }
     }
 
@@ -99,6 +140,9 @@ impl MediaNet {
                     tracing::debug!(call = %call, "RTP to {to} not sent: {e}");
                 }
             }
+        }
+        for r in tick.rtcp {
+            self.send_rtcp(r);
         }
         let mut events = Vec::new();
         if let Some(e) = tick.error {
@@ -123,6 +167,9 @@ impl Drop for MediaNet {
     fn drop(&mut self) {
         for s in self.sockets.values() {
             s.reader.abort();
+            if let Some((_, r)) = &s.rtcp {
+                r.abort();
+            }
         }
         self.engine.close();
     }
@@ -131,13 +178,14 @@ impl Drop for MediaNet {
 async fn read_rtp(
     call: CallId,
     socket: Arc<UdpSocket>,
-    tx: mpsc::UnboundedSender<(CallId, Vec<u8>)>,
+    rtcp: bool,
+    tx: mpsc::UnboundedSender<(CallId, Vec<u8>, bool)>,
 ) {
     let mut buf = vec![0u8; 2048];
     loop {
         match socket.recv_from(&mut buf).await {
             Ok((n, _from)) => {
-                if tx.send((call, buf[..n].to_vec())).is_err() {
+                if tx.send((call, buf[..n].to_vec(), rtcp)).is_err() {
                     return;
                 }
             }

@@ -115,8 +115,12 @@ pub async fn run(
             }
             _ = tokio::time::sleep_until(deadline) => ua.handle_timeout(Instant::now()),
             rtp = media.rtp.recv() => {
-                if let Some((call, bytes)) = rtp {
-                    media.engine.on_rtp(call, &bytes, Instant::now());
+                if let Some((call, bytes, rtcp)) = rtp {
+                    if rtcp {
+                        media.engine.on_rtcp(call, &bytes, Instant::now());
+                    } else {
+                        media.engine.on_rtp(call, &bytes, Instant::now());
+                    }
                     for (call, d) in media.engine.take_dtmf() {
                         let duration_ms = u32::try_from(d.duration.as_millis()).unwrap_or(u32::MAX);
                         let _ = events.send(Event::Dtmf { call, digit: d.key, duration_ms });

@@ -17,6 +17,10 @@ use std::time::Instant;
 /// RTP packets to send: the call, where to, the bytes.
 pub type Outgoing = Vec<(CallId, SocketAddr, Vec<u8>)>;
 
+/// An RTCP packet to send: the call, where to, the bytes, and whether it goes out of the RTP
+/// socket (rtcp-mux) rather than the RTCP one.
+pub type Rtcp = (CallId, SocketAddr, Vec<u8>, bool);
+
 /// Level events go out every this many frames (5 × 20 ms: 10 per second).
 const LEVEL_EVERY: u32 = 5;
 
@@ -24,6 +28,8 @@ const LEVEL_EVERY: u32 = 5;
 #[derive(Default)]
 pub struct Tick {
     pub packets: Outgoing,
+    /// RTCP reports due this tick.
+    pub rtcp: Vec<Rtcp>,
     /// The output failed (reported once).
     pub error: Option<DeviceError>,
     /// Meter levels, every `LEVEL_EVERY` ticks: input dBFS and each call's output dBFS.
@@ -89,21 +95,31 @@ impl MediaEngine {
     }
 
     /// Starts or updates a call's media. A codec change builds a new stream.
-    pub fn set_call(&mut self, call: CallId, params: MediaParams) -> Result<(), String> {
+    pub fn set_call(
+        &mut self,
+        call: CallId,
+        params: MediaParams,
+        now: Instant,
+    ) -> Result<(), String> {
         if let Some(s) = self.streams.get_mut(&call)
             && s.update(params.clone())
         {
             return Ok(());
         }
-        let stream = Stream::new(params)?;
+        let stream = Stream::new(params, now, std::time::SystemTime::now())?;
         self.streams.insert(call, stream);
         self.retain_codecs();
         Ok(())
     }
 
-    pub fn remove_call(&mut self, call: CallId) {
-        self.streams.remove(&call);
+    /// Ends a call's media; returns its RTCP BYE, to send to the far end.
+    pub fn remove_call(&mut self, call: CallId, now: Instant) -> Option<Rtcp> {
+        let mut stream = self.streams.remove(&call)?;
         self.retain_codecs();
+        let mux = stream.params.rtcp_mux;
+        stream
+            .rtcp_bye(now)
+            .map(|(to, bytes)| (call, to, bytes, mux))
     }
 
     fn retain_codecs(&mut self) {
@@ -114,6 +130,13 @@ impl MediaEngine {
     pub fn on_rtp(&mut self, call: CallId, bytes: &[u8], now: Instant) {
         if let Some(s) = self.streams.get_mut(&call) {
             s.on_rtp(bytes, now);
+        }
+    }
+
+    /// A datagram on a call's RTCP port.
+    pub fn on_rtcp(&mut self, call: CallId, bytes: &[u8], now: Instant) {
+        if let Some(s) = self.streams.get_mut(&call) {
+            s.on_rtcp(bytes, now);
         }
     }
 
@@ -139,6 +162,11 @@ impl MediaEngine {
             let mut pkts = Vec::new();
             if let Some(to) = s.outgoing(payload, now, &mut pkts) {
                 tick.packets.extend(pkts.into_iter().map(|p| (*id, to, p)));
+            }
+        }
+        for (id, s) in self.streams.iter_mut() {
+            if let Some((to, bytes)) = s.rtcp_due(now) {
+                tick.rtcp.push((*id, to, bytes, s.params.rtcp_mux));
             }
         }
         self.playout.begin();
@@ -236,6 +264,8 @@ mod tests {
         MediaParams {
             local_port: port,
             remote: Some(SocketAddr::from(([127, 0, 0, 1], remote))),
+            remote_rtcp: Some(SocketAddr::from(([127, 0, 0, 1], remote + 1))),
+            rtcp_mux: false,
             codec,
             dtmf: None,
             send: true,
@@ -254,6 +284,7 @@ mod tests {
             m.set_call(
                 CallId(i as u64 + 1),
                 params(20000 + 2 * i as u16, 30000, codec),
+                Instant::now(),
             )
             .unwrap();
         }
@@ -285,6 +316,58 @@ mod tests {
     }
 
     #[test]
+    fn two_engines_exchange_rtcp_reports_and_measure_the_round_trip() {
+        let (mut a, _) = MediaEngine::open(InputSpec::Tone(440.0), OutputSpec::Null);
+        let (mut b, _) = MediaEngine::open(InputSpec::Tone(1000.0), OutputSpec::Null);
+        let t0 = Instant::now();
+        a.set_call(CallId(1), params(20000, 20100, CodecSpec::pcmu()), t0)
+            .unwrap();
+        b.set_call(CallId(1), params(20100, 20000, CodecSpec::pcmu()), t0)
+            .unwrap();
+        let one_way = Duration::from_millis(15);
+        // (due, to_a, bytes, rtcp): what is on the virtual wire.
+        let mut wire: Vec<(Instant, bool, Vec<u8>, bool)> = Vec::new();
+        for n in 0..750u64 {
+            let now = t0 + Duration::from_millis(20 * n);
+            for (to_a, m) in [(false, &mut a), (true, &mut b)] {
+                let tick = m.tick(now);
+                for (_, _, p) in tick.packets {
+                    wire.push((now + one_way, to_a, p, false));
+                }
+                for (_, _, p, _) in tick.rtcp {
+                    wire.push((now + one_way, to_a, p, true));
+                }
+            }
+            let (due, later): (Vec<_>, Vec<_>) = wire.into_iter().partition(|w| w.0 <= now);
+            wire = later;
+            for (at, to_a, bytes, rtcp) in due {
+                let m = if to_a { &mut a } else { &mut b };
+                if rtcp {
+                    m.on_rtcp(CallId(1), &bytes, at);
+                } else {
+                    m.on_rtp(CallId(1), &bytes, at);
+                }
+            }
+        }
+        let s = a.call_stats(CallId(1)).unwrap();
+        assert!(s.rtcp_received >= 2, "{s:?}");
+        let rtt = s
+            .rtt_ms
+            .expect("a round-trip time from B's report on our SR");
+        assert!(
+            (25.0..=60.0).contains(&rtt),
+            "{rtt} ms for 2 × 15 ms on the wire"
+        );
+        assert_eq!(s.remote_fraction_lost, Some(0.0));
+        assert!(b.call_stats(CallId(1)).unwrap().rtcp_received >= 2);
+        // Hanging up sends an RTCP BYE.
+        assert!(
+            a.remove_call(CallId(1), t0 + Duration::from_secs(16))
+                .is_some()
+        );
+    }
+
+    #[test]
     fn held_calls_send_nothing_and_idle_engine_does_nothing() {
         let (mut m, _) = MediaEngine::open(InputSpec::Silence, OutputSpec::Null);
         assert!(!m.active());
@@ -292,7 +375,7 @@ mod tests {
         assert_eq!(m.device_stats().frames_captured, 0);
         let mut p = params(20000, 30000, CodecSpec::pcmu());
         p.send = false;
-        m.set_call(CallId(1), p).unwrap();
+        m.set_call(CallId(1), p, Instant::now()).unwrap();
         assert!(m.tick(Instant::now()).packets.is_empty());
     }
 

@@ -6,12 +6,14 @@ use super::codecs::{AudioCodec, codec_for};
 use super::devices::{FRAME_SAMPLES, HUB_RATE};
 use super::jitter::{JitterBuffer, JitterConfig, Playout};
 use super::resample::Resampler;
-use super::rtp_session::{DtmfDigit, RtpReceiver, RtpSender};
+use super::rtp_session::{
+    DtmfDigit, NtpClock, RemoteReport, RtcpTimer, RtpReceiver, RtpSender, RtpSession,
+};
 use crate::api::MediaStats;
 use crate::engine::sip::sdp::CodecSpec;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// What the SIP side agreed for a call's audio, as the media side needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +22,10 @@ pub struct MediaParams {
     pub local_port: u16,
     /// Where the far end wants our RTP; None while it gave no address (port 0, c=0.0.0.0).
     pub remote: Option<SocketAddr>,
+    /// Where its RTCP goes (`a=rtcp`, or RTP port + 1, or the RTP address with rtcp-mux).
+    pub remote_rtcp: Option<SocketAddr>,
+    /// RTCP shares the RTP port (RFC 5761).
+    pub rtcp_mux: bool,
     /// The codec with the payload number to send and expect.
     pub codec: CodecSpec,
     pub dtmf: Option<CodecSpec>,
@@ -39,8 +45,12 @@ pub fn codec_key(spec: &CodecSpec) -> CodecKey {
 pub struct Stream {
     pub params: MediaParams,
     pub key: CodecKey,
-    sender: RtpSender,
-    receiver: RtpReceiver,
+    /// RTP sender and receiver with their RTCP reporting.
+    session: RtpSession,
+    rtcp_timer: RtcpTimer,
+    /// What the far end last reported about our stream (loss, jitter, round-trip time).
+    remote_report: Option<RemoteReport>,
+    rtcp_received: u64,
     decoder: Box<dyn AudioCodec + Send>,
     jitter: JitterBuffer,
     up: Resampler,
@@ -64,7 +74,8 @@ const DTMF_TONE_MS: u32 = 100;
 const DTMF_GAP_FRAMES: u32 = 3;
 
 impl Stream {
-    pub fn new(params: MediaParams) -> Result<Stream, String> {
+    /// A new stream; `now` and `wall` anchor the RTCP sender reports' NTP time.
+    pub fn new(params: MediaParams, now: Instant, wall: SystemTime) -> Result<Stream, String> {
         let decoder = codec_for(&params.codec)
             .ok_or_else(|| format!("no codec for {}", params.codec.label()))?;
         let clock = decoder.clock_rate();
@@ -74,8 +85,15 @@ impl Stream {
         }
         Ok(Stream {
             key: codec_key(&params.codec),
-            sender: RtpSender::new(clock),
-            receiver: RtpReceiver::new(clock, &pts, params.dtmf.as_ref().map(|d| d.pt)),
+            session: RtpSession::new(
+                RtpSender::new(clock),
+                RtpReceiver::new(clock, &pts, params.dtmf.as_ref().map(|d| d.pt)),
+                &format!("dialtone-{:08x}", rand::random::<u32>()),
+                NtpClock::new(now, wall),
+            ),
+            rtcp_timer: RtcpTimer::new(now),
+            remote_report: None,
+            rtcp_received: 0,
             samples_per_frame: decoder.frame_samples() as u32,
             jitter: JitterBuffer::new(JitterConfig {
                 clock_rate: clock,
@@ -145,7 +163,7 @@ impl Stream {
         let marker = !self.started;
         self.started = true;
         self.frames_fanned_out += 1;
-        out.push(self.sender.packetize(
+        out.push(self.session.sender.packetize(
             self.params.codec.pt,
             self.samples_per_frame,
             payload,
@@ -164,7 +182,11 @@ impl Stream {
             let per_ms = ev.clock / 1000;
             let duration = u16::try_from(per_ms * DTMF_TONE_MS).unwrap_or(u16::MAX);
             let step = u16::try_from(per_ms * 20).unwrap_or(u16::MAX);
-            if let Some(packets) = self.sender.dtmf(ev.pt, key, duration, step, 10, now) {
+            if let Some(packets) = self
+                .session
+                .sender
+                .dtmf(ev.pt, key, duration, step, 10, now)
+            {
                 self.dtmf_packets = packets
                     .into_iter()
                     .map(|p| ((p.at.as_millis() / 20) as u32, p.bytes))
@@ -175,9 +197,13 @@ impl Stream {
         }
     }
 
-    /// An RTP datagram arrived on the call's socket.
+    /// An RTP datagram arrived on the call's socket (RTCP too, when it is multiplexed).
     pub fn on_rtp(&mut self, bytes: &[u8], now: Instant) {
-        match self.receiver.receive(bytes, now) {
+        // RFC 5761 demultiplexing: RTCP packet types 192-223 sit where RTP has M+PT.
+        if bytes.get(1).is_some_and(|b| (192..=223).contains(b)) {
+            return self.on_rtcp(bytes, now);
+        }
+        match self.session.receiver.receive(bytes, now) {
             Ok(r) => {
                 if r.ssrc_changed {
                     self.jitter.reset();
@@ -231,18 +257,59 @@ impl Stream {
         out.resize(start + FRAME_SAMPLES, 0);
     }
 
+    /// An RTCP compound packet from the far end.
+    pub fn on_rtcp(&mut self, bytes: &[u8], now: Instant) {
+        match self.session.receive_rtcp(bytes, now) {
+            Ok(info) => {
+                self.rtcp_received += 1;
+                if let Some(r) = info.report {
+                    self.remote_report = Some(r);
+                }
+            }
+            Err(e) => tracing::debug!("dropping RTCP: {e}"),
+        }
+    }
+
+    /// The RTCP report due now, if one is, with where it goes.
+    pub fn rtcp_due(&mut self, now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
+        let to = self.params.remote_rtcp?;
+        if !self.rtcp_timer.poll(now) {
+            return None;
+        }
+        match self.session.build_report(now) {
+            Ok(bytes) => Some((to, bytes)),
+            Err(e) => {
+                tracing::warn!("cannot build an RTCP report: {e}");
+                None
+            }
+        }
+    }
+
+    /// An RTCP BYE for the end of the call.
+    pub fn rtcp_bye(&mut self, now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
+        let to = self.params.remote_rtcp?;
+        self.session.build_bye(now).ok().map(|b| (to, b))
+    }
+
     pub fn stats(&self) -> MediaStats {
-        let r = self.receiver.stats();
+        let r = self.session.receiver.stats();
         let j = self.jitter.stats();
         MediaStats {
-            packets_sent: u64::from(self.sender.packets_sent()),
-            bytes_sent: u64::from(self.sender.octets_sent()),
+            packets_sent: u64::from(self.session.sender.packets_sent()),
+            bytes_sent: u64::from(self.session.sender.octets_sent()),
             packets_received: r.packets,
             bytes_received: r.bytes,
             lost: r.lost,
             jitter_ms: f64::from(r.jitter) * 1000.0 / f64::from(self.decoder.clock_rate()),
             jitter_buffer_ms: j.delay_ms,
             frames_fanned_out: self.frames_fanned_out,
+            rtcp_received: self.rtcp_received,
+            rtt_ms: self
+                .remote_report
+                .as_ref()
+                .and_then(|r| r.rtt)
+                .map(|d| d.as_secs_f64() * 1000.0),
+            remote_fraction_lost: self.remote_report.as_ref().map(|r| r.fraction_lost),
         }
     }
 }

@@ -274,6 +274,8 @@ impl Call {
             return Some(MediaParams {
                 local_port: self.local_media.port,
                 remote: n.remote_rtp,
+                remote_rtcp: n.remote_rtcp,
+                rtcp_mux: n.rtcp_mux,
                 codec: n.codec.clone(),
                 dtmf: n.dtmf.clone(),
                 send: false,
@@ -286,6 +288,8 @@ impl Call {
         Some(MediaParams {
             local_port: self.local_media.port,
             remote: n.remote_rtp,
+            remote_rtcp: n.remote_rtcp,
+            rtcp_mux: n.rtcp_mux,
             codec: n.codec.clone(),
             dtmf: n.dtmf.clone(),
             send: !self.hold.local && !self.hold.remote,
