@@ -128,6 +128,9 @@ pub struct CallStats {
     pub local_rtp_port: Option<u16>,
     /// Seconds since the call was established (0 before).
     pub duration_s: f64,
+    /// The audio is SRTP (`RTP/SAVP` with SDES keys agreed).
+    #[serde(default)]
+    pub srtp: bool,
     /// RTP figures while the call has media.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media: Option<MediaStats>,
@@ -148,6 +151,9 @@ pub struct MediaStats {
     pub jitter_buffer_ms: u32,
     /// Captured frames the hub handed to this call.
     pub frames_fanned_out: u64,
+    /// Received packets dropped by SRTP (failed authentication, replays); 0 without SRTP.
+    #[serde(default)]
+    pub srtp_failures: u64,
 }
 
 /// The audio devices, opened once for the life of the engine: the counters prove it.

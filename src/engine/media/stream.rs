@@ -7,6 +7,7 @@ use super::devices::{FRAME_SAMPLES, HUB_RATE};
 use super::jitter::{JitterBuffer, JitterConfig, Playout};
 use super::resample::Resampler;
 use super::rtp_session::{RtpReceiver, RtpSender};
+use super::srtp::{CryptoAttribute, SrtpContext};
 use crate::api::MediaStats;
 use crate::engine::sip::sdp::CodecSpec;
 use std::net::SocketAddr;
@@ -26,6 +27,19 @@ pub struct MediaParams {
     pub send: bool,
     /// Play theirs (we did not put the call on hold).
     pub recv: bool,
+    /// The SDES keys agreed in SDP when the stream is `RTP/SAVP`: every packet sent is
+    /// protected, every packet received must authenticate.
+    pub srtp: Option<SrtpParams>,
+}
+
+/// The two `a=crypto` attributes of an agreed `RTP/SAVP` stream (same suite). Their `Debug`
+/// never shows the keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrtpParams {
+    /// Ours: what we protect our packets with (the line in our SDP).
+    pub local: CryptoAttribute,
+    /// Theirs: what their packets are protected with (the line in the peer's SDP).
+    pub remote: CryptoAttribute,
 }
 
 /// Codec identity for encode-once fan-out: name and clock (payload numbers may differ per call).
@@ -47,6 +61,9 @@ pub struct Stream {
     samples_per_frame: u32,
     started: bool,
     pub frames_fanned_out: u64,
+    srtp: Option<SrtpContext>,
+    /// Received packets dropped by SRTP: failed authentication, replays, garbage.
+    srtp_failures: u64,
 }
 
 impl Stream {
@@ -54,6 +71,12 @@ impl Stream {
         let decoder = codec_for(&params.codec)
             .ok_or_else(|| format!("no codec for {}", params.codec.label()))?;
         let clock = decoder.clock_rate();
+        let srtp = params
+            .srtp
+            .as_ref()
+            .map(|s| SrtpContext::from_attributes(&s.local, &s.remote))
+            .transpose()
+            .map_err(|e| format!("SRTP: {e}"))?;
         let mut pts = vec![params.codec.pt];
         if let Some(d) = &params.dtmf {
             pts.push(d.pt);
@@ -73,13 +96,16 @@ impl Stream {
             params,
             started: false,
             frames_fanned_out: 0,
+            srtp,
+            srtp_failures: 0,
         })
     }
 
     /// New parameters for the same call (hold, resume, a new remote address or codec).
-    /// Returns false when the codec changed: the caller builds a new stream.
+    /// Returns false when the codec or the SRTP keys changed: the caller builds a new stream
+    /// (same keys: the SRTP contexts, with their rollover counters and replay windows, go on).
     pub fn update(&mut self, params: MediaParams) -> bool {
-        if codec_key(&params.codec) != self.key {
+        if codec_key(&params.codec) != self.key || params.srtp != self.params.srtp {
             return false;
         }
         self.params = params;
@@ -99,11 +125,38 @@ impl Stream {
             marker,
             now,
         );
-        Some((remote, pkt))
+        match self.srtp.as_mut() {
+            None => Some((remote, pkt)),
+            Some(ctx) => match ctx.protect_rtp(&pkt) {
+                Ok(protected) => Some((remote, protected)),
+                Err(e) => {
+                    tracing::debug!("SRTP protect failed, packet not sent: {e}");
+                    None
+                }
+            },
+        }
     }
 
     /// An RTP datagram arrived on the call's socket.
     pub fn on_rtp(&mut self, bytes: &[u8], now: Instant) {
+        let clear;
+        let bytes = match self.srtp.as_mut() {
+            None => bytes,
+            // RTCP multiplexed on the RTP port (RFC 5761 4: packet types 192-223) is not used
+            // yet; leave it alone rather than count it as an SRTP failure.
+            Some(_) if bytes.len() > 1 && (192..=223).contains(&bytes[1]) => return,
+            Some(ctx) => match ctx.unprotect_rtp(bytes) {
+                Ok(b) => {
+                    clear = b;
+                    &clear
+                }
+                Err(e) => {
+                    self.srtp_failures += 1;
+                    tracing::debug!("dropping SRTP packet: {e}");
+                    return;
+                }
+            },
+        };
         match self.receiver.receive(bytes, now) {
             Ok(r) => {
                 if r.ssrc_changed {
@@ -167,6 +220,7 @@ impl Stream {
             jitter_ms: f64::from(r.jitter) * 1000.0 / f64::from(self.decoder.clock_rate()),
             jitter_buffer_ms: j.delay_ms,
             frames_fanned_out: self.frames_fanned_out,
+            srtp_failures: self.srtp_failures,
         }
     }
 }
