@@ -136,6 +136,9 @@ pub struct CallStats {
     pub local_rtp_port: Option<u16>,
     /// Seconds since the call was established (0 before).
     pub duration_s: f64,
+    /// The audio is SRTP (`RTP/SAVP` with SDES keys agreed).
+    #[serde(default)]
+    pub srtp: bool,
     /// RTP figures while the call has media.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media: Option<MediaStats>,
@@ -169,6 +172,12 @@ pub struct MediaStats {
     pub rtt_ms: Option<f64>,
     /// The loss the far end reports for our stream (0.0–1.0), once known.
     pub remote_fraction_lost: Option<f64>,
+    /// Received packets dropped by SRTP (failed authentication, replays); 0 without SRTP.
+    #[serde(default)]
+    pub srtp_failures: u64,
+    /// Received RTCP packets dropped by SRTCP.
+    #[serde(default)]
+    pub srtcp_failures: u64,
 }
 
 /// The audio devices, opened once for the life of the engine: the counters prove it.

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use dialtone::headless::{self, HeadlessOptions};
-use dialtone::store::settings::{Account, Settings, Transport};
+use dialtone::store::settings::{Account, MediaEncryption, Settings, Transport};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -36,6 +36,10 @@ struct Cli {
     /// Do not register --account (calls only).
     #[arg(long, requires = "account")]
     no_register: bool,
+    /// SRTP (SDES) on calls: none, sdes or sdes-mandatory. With --account it is that account's
+    /// setting; without, the setting for calls that belong to no account.
+    #[arg(long, value_name = "MODE", value_parser = parse_srtp)]
+    srtp: Option<MediaEncryption>,
     /// Display name of --account.
     #[arg(long, requires = "account")]
     display_name: Option<String>,
@@ -72,6 +76,11 @@ fn parse_transport(s: &str) -> Result<Transport, String> {
     Transport::parse(s).ok_or_else(|| format!("unknown transport {s:?} (udp, tcp, tls)"))
 }
 
+fn parse_srtp(s: &str) -> Result<MediaEncryption, String> {
+    MediaEncryption::parse(s)
+        .ok_or_else(|| format!("unknown SRTP mode {s:?} (none, sdes, sdes-mandatory)"))
+}
+
 fn settings_from(cli: &Cli) -> Result<Settings, String> {
     let mut settings = if cli.account.is_some() {
         Settings::default()
@@ -91,8 +100,11 @@ fn settings_from(cli: &Cli) -> Result<Settings, String> {
             transport: cli.transport.unwrap_or_default(),
             register: !cli.no_register,
             display_name: cli.display_name.clone().unwrap_or_default(),
+            media_encryption: cli.srtp.unwrap_or_default(),
             ..Account::default()
         }];
+    } else if let Some(m) = cli.srtp {
+        settings.media_encryption = m;
     }
     if let Some(l) = &cli.listen {
         settings.listen = l.clone();

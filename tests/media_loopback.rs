@@ -6,7 +6,7 @@ use dialtone::api::{CallId, CallState, Command, DeviceStats, Event, MediaStats};
 use dialtone::engine::Engine;
 use dialtone::engine::media::tone::dominant_tone;
 use dialtone::engine::media::wav::read_wav;
-use dialtone::store::settings::Settings;
+use dialtone::store::settings::{MediaEncryption, Settings};
 use std::path::Path;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
@@ -27,7 +27,13 @@ fn engine(
     audio_out: &str,
     auto_answer: bool,
 ) -> (Engine, UnboundedReceiver<Event>) {
-    engine_with(audio_in, audio_out, auto_answer, &["opus", "PCMU", "PCMA"])
+    engine_with(
+        audio_in,
+        audio_out,
+        auto_answer,
+        &["opus", "PCMU", "PCMA"],
+        MediaEncryption::None,
+    )
 }
 
 fn engine_with(
@@ -35,8 +41,10 @@ fn engine_with(
     audio_out: &str,
     auto_answer: bool,
     codecs: &[&str],
+    media_encryption: MediaEncryption,
 ) -> (Engine, UnboundedReceiver<Event>) {
     let settings = Settings {
+        media_encryption,
         codecs: codecs.iter().map(|c| c.to_string()).collect(),
         listen: "127.0.0.1:0".into(),
         rtp_ports: rtp_range(),
@@ -135,6 +143,7 @@ fn tones_cross_both_ways(codecs: &[&str], expect_codec: &str) {
         &format!("wav:{}", a_wav.display()),
         false,
         codecs,
+        MediaEncryption::None,
     );
     let (b, mut b_ev) = engine("tone:1000", &format!("wav:{}", b_wav.display()), true);
     a.send(Command::Call {
@@ -177,6 +186,68 @@ fn tones_cross_both_ways(codecs: &[&str], expect_codec: &str) {
     assert!(db > -20.0, "B hears it loud enough: {db} dBFS");
     let (f, db) = recorded_tone(&a_wav);
     assert_eq!(f, 1000.0, "A hears B's tone");
+    assert!(db > -20.0, "{db} dBFS");
+}
+
+#[test]
+fn tones_cross_both_ways_over_srtp() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_wav, b_wav) = (dir.path().join("a.wav"), dir.path().join("b.wav"));
+    let (a, mut a_ev) = engine_with(
+        "tone:440",
+        &format!("wav:{}", a_wav.display()),
+        false,
+        &["opus", "PCMU", "PCMA"],
+        MediaEncryption::SdesMandatory,
+    );
+    // B has SRTP off: it answers an RTP/SAVP offer with SRTP all the same.
+    let (b, mut b_ev) = engine_with(
+        "tone:1000",
+        &format!("wav:{}", b_wav.display()),
+        true,
+        &["opus", "PCMU", "PCMA"],
+        MediaEncryption::None,
+    );
+    a.send(Command::Call {
+        uri: format!("sip:b@{}", b.local_addr()),
+        account: None,
+    });
+    let a_call = established(&mut a_ev);
+    established(&mut b_ev);
+    std::thread::sleep(Duration::from_millis(1500));
+
+    for (engine, rx) in [(&a, &mut a_ev), (&b, &mut b_ev)] {
+        engine.send(Command::Stats);
+        let Event::Stats { calls, .. } =
+            wait_for(rx, "stats", |e| matches!(e, Event::Stats { .. }))
+        else {
+            unreachable!()
+        };
+        assert_eq!(calls.len(), 1);
+        assert!(calls[0].srtp, "the call is RTP/SAVP: {:?}", calls[0]);
+        let m = calls[0].media.expect("media figures");
+        assert!(m.packets_sent >= 60 && m.packets_received >= 60, "{m:?}");
+        assert_eq!(m.srtp_failures, 0, "{m:?}");
+    }
+
+    a.send(Command::Hangup { call: a_call });
+    wait_for(&mut b_ev, "remote hang-up", |e| {
+        matches!(
+            e,
+            Event::Call {
+                state: CallState::Ended,
+                ..
+            }
+        )
+    });
+    a.shutdown();
+    b.shutdown();
+    // Only keys that match on both sides turn the SRTP back into these tones.
+    let (f, db) = recorded_tone(&b_wav);
+    assert_eq!(f, 440.0, "B hears A's tone over SRTP");
+    assert!(db > -20.0, "{db} dBFS");
+    let (f, db) = recorded_tone(&a_wav);
+    assert_eq!(f, 1000.0, "A hears B's tone over SRTP");
     assert!(db > -20.0, "{db} dBFS");
 }
 

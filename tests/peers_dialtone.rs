@@ -656,3 +656,121 @@ fn dialtone_stays_reachable_when_kamailio_closes_the_tcp_connection() -> Result<
     assert_clean(&carol, Transport::Tcp);
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------------
+// SDES-SRTP
+
+/// The one call in a `stats` event, checked to be SRTP with media both ways and no SRTP failure.
+fn assert_srtp_media(carol: &mut Dialtone) -> Result<()> {
+    let calls = stats_calls(&carol.stats(WAIT)?);
+    ensure!(calls.len() == 1, "{calls:?}");
+    assert_eq!(calls[0]["srtp"], true, "{calls:?}");
+    let media = &calls[0]["media"];
+    assert!(
+        media["packets_received"].as_u64().unwrap_or(0) >= 50,
+        "{calls:?}"
+    );
+    assert!(
+        media["packets_sent"].as_u64().unwrap_or(0) >= 50,
+        "{calls:?}"
+    );
+    assert_eq!(media["srtp_failures"], 0, "{calls:?}");
+    Ok(())
+}
+
+/// Dialtone with `--srtp sdes-mandatory` and baresip with `mediaenc=srtp-mand` call each other
+/// through Kamailio: RTP/SAVP both ways, baresip authenticates and decrypts Dialtone's packets
+/// (it logs incoming RTP only for packets that pass), Dialtone decrypts baresip's (no SRTP
+/// failure, baresip's tone in the recording), and no key reaches Dialtone's log.
+#[test]
+fn srtp_calls_with_baresip_both_ways() -> Result<()> {
+    use dialtone::engine::media::{tone::dominant_tone, wav::read_wav};
+    let dir = tempfile::tempdir()?;
+    let rec = dir.path().join("carol.wav");
+    let ports = PortBlock::acquire();
+    let kam = Kamailio::start(ports.port(), ports.port())?;
+    let mut alice = Baresip::start(
+        BaresipConfig::from_ports("alice", &ports)
+            .registrar(kam.port())
+            .answer_mode(AnswerMode::Auto)
+            .media_enc("srtp-mand"),
+    )?;
+    let out = format!("wav:{}", rec.display());
+    let mut carol = registered_carol(
+        &ports,
+        &kam,
+        Transport::Udp,
+        &["--srtp", "sdes-mandatory", "--audio-out", &out],
+    )?;
+
+    // Dialtone → baresip
+    carol.send(&format!("call {}", kam.uri("alice")))?;
+    let id = call_id(&carol.wait_event(call_state("calling"), WAIT)?);
+    carol.wait_event(call_state_of(id, "established"), WAIT)?;
+    alice.wait_for(baresip_log::CALL_ESTABLISHED, WAIT)?;
+    alice.wait_for(baresip_log::AUDIO_RECEIVED, WAIT)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_srtp_media(&mut carol)?;
+    carol.send(&format!("hangup {id}"))?;
+    carol.wait_event(call_state_of(id, "ended"), WAIT)?;
+    alice.wait_for(baresip_log::CLOSED_BY_PEER, WAIT)?;
+
+    // baresip → Dialtone
+    let mark = alice.mark();
+    alice.dial(&kam.uri("carol"))?;
+    let id = call_id(&carol.wait_event(is_event("incoming"), WAIT)?);
+    carol.send(&format!("answer {id}"))?;
+    carol.wait_event(call_state_of(id, "established"), WAIT)?;
+    alice.wait_for_after(mark, baresip_log::CALL_ESTABLISHED, WAIT)?;
+    alice.wait_for_after(mark, baresip_log::AUDIO_RECEIVED, WAIT)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_srtp_media(&mut carol)?;
+    alice.hangup()?;
+    let ended = carol.wait_event(call_state_of(id, "ended"), WAIT)?;
+    assert_eq!(ended["reason"], "remote_hangup", "{ended}");
+    assert_clean(&carol, Transport::Udp);
+    let log = carol.log();
+    assert!(!log.contains("inline:"), "a key in the log:\n{log}");
+    let events = format!("{:?}", carol.events());
+    assert!(!events.contains("inline:"), "a key in the events: {events}");
+
+    // Quitting flushes the recording; its end is the second call.
+    drop(carol);
+    let wav = read_wav(&rec).map_err(|e| anyhow::anyhow!("{}: {e}", rec.display()))?;
+    let n = wav.samples.len();
+    ensure!(n >= 48_000, "recording too short: {n} samples");
+    let tone = dominant_tone(
+        &wav.samples[n - 48_000..n - 4_800],
+        wav.rate,
+        &[440.0, 1000.0],
+    );
+    let Some((freq, dbfs)) = tone else {
+        anyhow::bail!("no tone in Dialtone's recording of baresip over SRTP");
+    };
+    assert_eq!(freq, 440.0);
+    assert!(dbfs > -30.0, "{dbfs} dBFS");
+    Ok(())
+}
+
+/// Dialtone with `--srtp sdes-mandatory` refuses baresip's plain RTP/AVP offer with 488, and
+/// says why in an `error` event.
+#[test]
+fn srtp_mandatory_dialtone_refuses_a_plain_offer_with_488() -> Result<()> {
+    let ports = PortBlock::acquire();
+    let kam = Kamailio::start(ports.port(), ports.port())?;
+    let mut alice = baresip(&ports, &kam, "alice", Transport::Udp, AnswerMode::Auto)?;
+    let mut carol = registered_carol(&ports, &kam, Transport::Udp, &["--srtp", "sdes-mandatory"])?;
+    alice.dial(&kam.uri("carol"))?;
+    alice.wait_for("session closed: 488", WAIT)?;
+    let error = carol.wait_event(is_event("error"), WAIT)?;
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("SRTP is mandatory"),
+        "{error}"
+    );
+    assert!(carol.events().iter().all(|e| e["event"] != "incoming"));
+    assert!(!alice.log_contains(baresip_log::CALL_ESTABLISHED));
+    Ok(())
+}

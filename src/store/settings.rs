@@ -59,6 +59,52 @@ impl fmt::Display for Transport {
     }
 }
 
+/// Media encryption of a call (SDES-SRTP, RFC 4568, `RTP/SAVP` with `a=crypto`).
+///
+/// Whatever the setting, an incoming `RTP/SAVP` offer with a usable `a=crypto` is answered with
+/// SRTP. `Sdes` also offers `RTP/SAVP` (a peer without SRTP usually refuses such an offer, RFC
+/// 4568 5) and accepts an unencrypted answer or offer; `SdesMandatory` never runs a call without
+/// SRTP: a plain `RTP/AVP` offer gets 488, a plain answer ends the call with an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MediaEncryption {
+    #[default]
+    None,
+    Sdes,
+    SdesMandatory,
+}
+
+impl MediaEncryption {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Some(MediaEncryption::None),
+            "sdes" => Some(MediaEncryption::Sdes),
+            "sdes-mandatory" => Some(MediaEncryption::SdesMandatory),
+            _ => None,
+        }
+    }
+
+    /// Our offers are `RTP/SAVP` with fresh keys.
+    pub fn offers_srtp(self) -> bool {
+        self != MediaEncryption::None
+    }
+
+    /// A call without SRTP is refused.
+    pub fn mandatory(self) -> bool {
+        self == MediaEncryption::SdesMandatory
+    }
+}
+
+impl fmt::Display for MediaEncryption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MediaEncryption::None => "none",
+            MediaEncryption::Sdes => "sdes",
+            MediaEncryption::SdesMandatory => "sdes-mandatory",
+        })
+    }
+}
+
 /// One SIP account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -85,6 +131,8 @@ pub struct Account {
     pub tls_verify: bool,
     /// Extra PEM CA file trusted for TLS besides the system roots (a private PBX's CA).
     pub tls_ca: String,
+    /// SRTP on this account's calls: `none`, `sdes` or `sdes-mandatory`.
+    pub media_encryption: MediaEncryption,
 }
 
 impl Default for Account {
@@ -101,6 +149,7 @@ impl Default for Account {
             expires: 600,
             tls_verify: true,
             tls_ca: String::new(),
+            media_encryption: MediaEncryption::None,
         }
     }
 }
@@ -124,6 +173,9 @@ pub struct Settings {
     pub audio_out: String,
     /// Audio codecs offered and accepted, in order of preference: `opus`, `PCMU`, `PCMA`.
     pub codecs: Vec<String>,
+    /// SRTP on calls that belong to no account (dialled as a full address with no account, or
+    /// arriving for no account's user): `none`, `sdes` or `sdes-mandatory`.
+    pub media_encryption: MediaEncryption,
 }
 
 impl Default for Settings {
@@ -137,6 +189,7 @@ impl Default for Settings {
             audio_in: "default".into(),
             audio_out: "default".into(),
             codecs: vec!["opus".into(), "PCMU".into(), "PCMA".into()],
+            media_encryption: MediaEncryption::None,
         }
     }
 }
@@ -283,6 +336,34 @@ mod tests {
         });
         s.save(&path).unwrap();
         assert_eq!(Settings::load(&path).unwrap(), s);
+    }
+
+    #[test]
+    fn media_encryption_reads_its_three_values_and_defaults_to_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(
+            &path,
+            "media_encryption = \"sdes\"\n[[accounts]]\nuri = \"sip:carol@127.0.0.1\"\n\
+             media_encryption = \"sdes-mandatory\"\n[[accounts]]\nuri = \"sip:dave@127.0.0.1\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(&path).unwrap();
+        assert_eq!(s.media_encryption, MediaEncryption::Sdes);
+        assert_eq!(
+            s.accounts[0].media_encryption,
+            MediaEncryption::SdesMandatory
+        );
+        assert_eq!(s.accounts[1].media_encryption, MediaEncryption::None);
+        std::fs::write(&path, "media_encryption = \"zrtp\"\n").unwrap();
+        assert!(Settings::load(&path).is_err());
+        for m in [
+            MediaEncryption::None,
+            MediaEncryption::Sdes,
+            MediaEncryption::SdesMandatory,
+        ] {
+            assert_eq!(MediaEncryption::parse(&m.to_string()), Some(m));
+        }
     }
 
     #[test]

@@ -270,6 +270,7 @@ mod tests {
             dtmf: None,
             send: true,
             recv: true,
+            srtp: None,
         }
     }
 
@@ -365,6 +366,55 @@ mod tests {
             a.remove_call(CallId(1), t0 + Duration::from_secs(16))
                 .is_some()
         );
+    }
+
+    #[test]
+    fn srtp_streams_encrypt_what_they_send_and_drop_forged_or_replayed_packets() {
+        use crate::engine::media::srtp::{CryptoAttribute, CryptoSuite};
+        use crate::engine::media::stream::SrtpParams;
+        let ka = CryptoAttribute::generate(1, CryptoSuite::AesCm128HmacSha1_80).unwrap();
+        let kb = CryptoAttribute::generate(1, CryptoSuite::AesCm128HmacSha1_80).unwrap();
+        let (mut a, _) = MediaEngine::open(InputSpec::Tone(440.0), OutputSpec::Null);
+        let (mut b, _) = MediaEngine::open(InputSpec::Tone(1000.0), OutputSpec::Null);
+        let (mut plain, _) = MediaEngine::open(InputSpec::Tone(440.0), OutputSpec::Null);
+        let mut pa = params(20000, 20002, CodecSpec::pcmu());
+        pa.srtp = Some(SrtpParams {
+            local: ka.clone(),
+            remote: kb.clone(),
+        });
+        let mut pb = params(20002, 20000, CodecSpec::pcmu());
+        pb.srtp = Some(SrtpParams {
+            local: kb,
+            remote: ka,
+        });
+        let t0 = Instant::now();
+        a.set_call(CallId(1), pa, t0).unwrap();
+        b.set_call(CallId(1), pb, t0).unwrap();
+        plain
+            .set_call(CallId(1), params(20004, 20002, CodecSpec::pcmu()), t0)
+            .unwrap();
+        for n in 0..5u64 {
+            let now = t0 + Duration::from_millis(20 * n);
+            let pkts = a.tick(now).packets;
+            let clear = plain.tick(now).packets;
+            let (sent, clear) = (&pkts[0].2, &clear[0].2);
+            // Same tone, same codec: only encryption (and the 10-byte tag) tells them apart.
+            assert_eq!(sent.len(), clear.len() + 10);
+            assert_ne!(sent[12..sent.len() - 10], clear[12..]);
+            b.on_rtp(CallId(1), sent, now);
+            if n == 4 {
+                b.on_rtp(CallId(1), sent, now); // replayed
+                let mut forged = sent.clone();
+                forged[20] ^= 1;
+                b.on_rtp(CallId(1), &forged, now);
+                b.on_rtp(CallId(1), clear, now); // plain RTP on an SRTP call
+            }
+        }
+        let s = b.call_stats(CallId(1)).unwrap();
+        // 5 authenticated; the first is the RFC 3550 probation packet, not counted.
+        assert_eq!(s.packets_received, 4, "{s:?}");
+        assert_eq!(s.srtp_failures, 3, "{s:?}");
+        assert_eq!(a.call_stats(CallId(1)).unwrap().packets_sent, 5);
     }
 
     #[test]

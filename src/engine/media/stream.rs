@@ -9,6 +9,7 @@ use super::resample::Resampler;
 use super::rtp_session::{
     DtmfDigit, NtpClock, RemoteReport, RtcpTimer, RtpReceiver, RtpSender, RtpSession,
 };
+use super::srtp::{CryptoAttribute, SrtpContext};
 use crate::api::MediaStats;
 use crate::engine::sip::sdp::CodecSpec;
 use std::collections::VecDeque;
@@ -33,6 +34,19 @@ pub struct MediaParams {
     pub send: bool,
     /// Play theirs (we did not put the call on hold).
     pub recv: bool,
+    /// The SDES keys agreed in SDP when the stream is `RTP/SAVP`: every packet sent is
+    /// protected, every packet received must authenticate.
+    pub srtp: Option<SrtpParams>,
+}
+
+/// The two `a=crypto` attributes of an agreed `RTP/SAVP` stream (same suite). Their `Debug`
+/// never shows the keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrtpParams {
+    /// Ours: what we protect our packets with (the line in our SDP).
+    pub local: CryptoAttribute,
+    /// Theirs: what their packets are protected with (the line in the peer's SDP).
+    pub remote: CryptoAttribute,
 }
 
 /// Codec identity for encode-once fan-out: name and clock (payload numbers may differ per call).
@@ -67,6 +81,11 @@ pub struct Stream {
     dtmf_gap: u32,
     /// Digits the far end pressed, for the engine to report.
     pub received_dtmf: Vec<DtmfDigit>,
+    srtp: Option<SrtpContext>,
+    /// Received packets dropped by SRTP: failed authentication, replays, garbage.
+    srtp_failures: u64,
+    /// Received RTCP packets dropped by SRTCP.
+    srtcp_failures: u64,
 }
 
 /// How long we press a key, and the pause after it (audio flows in the pause).
@@ -79,6 +98,12 @@ impl Stream {
         let decoder = codec_for(&params.codec)
             .ok_or_else(|| format!("no codec for {}", params.codec.label()))?;
         let clock = decoder.clock_rate();
+        let srtp = params
+            .srtp
+            .as_ref()
+            .map(|s| SrtpContext::from_attributes(&s.local, &s.remote))
+            .transpose()
+            .map_err(|e| format!("SRTP: {e}"))?;
         let mut pts = vec![params.codec.pt];
         if let Some(d) = &params.dtmf {
             pts.push(d.pt);
@@ -110,13 +135,17 @@ impl Stream {
             dtmf_tick: 0,
             dtmf_gap: 0,
             received_dtmf: Vec::new(),
+            srtp,
+            srtp_failures: 0,
+            srtcp_failures: 0,
         })
     }
 
     /// New parameters for the same call (hold, resume, a new remote address or codec).
-    /// Returns false when the codec changed: the caller builds a new stream.
+    /// Returns false when the codec or the SRTP keys changed: the caller builds a new stream
+    /// (same keys: the SRTP contexts, with their rollover counters and replay windows, go on).
     pub fn update(&mut self, params: MediaParams) -> bool {
-        if codec_key(&params.codec) != self.key {
+        if codec_key(&params.codec) != self.key || params.srtp != self.params.srtp {
             return false;
         }
         self.params = params;
@@ -150,7 +179,7 @@ impl Stream {
                     break;
                 }
                 if let Some((_, bytes)) = self.dtmf_packets.pop_front() {
-                    out.push(bytes);
+                    out.extend(self.seal_rtp(bytes));
                 }
             }
             self.dtmf_tick += 1;
@@ -163,14 +192,37 @@ impl Stream {
         let marker = !self.started;
         self.started = true;
         self.frames_fanned_out += 1;
-        out.push(self.session.sender.packetize(
+        let pkt = self.session.sender.packetize(
             self.params.codec.pt,
             self.samples_per_frame,
             payload,
             marker,
             now,
-        ));
+        );
+        out.extend(self.seal_rtp(pkt));
         Some(remote)
+    }
+
+    /// SRTP-protects an RTP packet when the call is encrypted; None when that fails (not sent).
+    fn seal_rtp(&mut self, pkt: Vec<u8>) -> Option<Vec<u8>> {
+        match self.srtp.as_mut() {
+            None => Some(pkt),
+            Some(ctx) => ctx
+                .protect_rtp(&pkt)
+                .map_err(|e| tracing::debug!("SRTP protect failed, packet not sent: {e}"))
+                .ok(),
+        }
+    }
+
+    /// SRTCP-protects an RTCP packet when the call is encrypted.
+    fn seal_rtcp(&mut self, pkt: Vec<u8>) -> Option<Vec<u8>> {
+        match self.srtp.as_mut() {
+            None => Some(pkt),
+            Some(ctx) => ctx
+                .protect_rtcp(&pkt)
+                .map_err(|e| tracing::debug!("SRTCP protect failed, report not sent: {e}"))
+                .ok(),
+        }
     }
 
     fn start_next_digit(&mut self, now: Instant) {
@@ -203,6 +255,21 @@ impl Stream {
         if bytes.get(1).is_some_and(|b| (192..=223).contains(b)) {
             return self.on_rtcp(bytes, now);
         }
+        let clear;
+        let bytes = match self.srtp.as_mut() {
+            None => bytes,
+            Some(ctx) => match ctx.unprotect_rtp(bytes) {
+                Ok(b) => {
+                    clear = b;
+                    &clear
+                }
+                Err(e) => {
+                    self.srtp_failures += 1;
+                    tracing::debug!("dropping SRTP packet: {e}");
+                    return;
+                }
+            },
+        };
         match self.session.receiver.receive(bytes, now) {
             Ok(r) => {
                 if r.ssrc_changed {
@@ -259,6 +326,21 @@ impl Stream {
 
     /// An RTCP compound packet from the far end.
     pub fn on_rtcp(&mut self, bytes: &[u8], now: Instant) {
+        let clear;
+        let bytes = match self.srtp.as_mut() {
+            None => bytes,
+            Some(ctx) => match ctx.unprotect_rtcp(bytes) {
+                Ok(b) => {
+                    clear = b;
+                    &clear
+                }
+                Err(e) => {
+                    self.srtcp_failures += 1;
+                    tracing::debug!("dropping SRTCP packet: {e}");
+                    return;
+                }
+            },
+        };
         match self.session.receive_rtcp(bytes, now) {
             Ok(info) => {
                 self.rtcp_received += 1;
@@ -277,7 +359,7 @@ impl Stream {
             return None;
         }
         match self.session.build_report(now) {
-            Ok(bytes) => Some((to, bytes)),
+            Ok(bytes) => self.seal_rtcp(bytes).map(|b| (to, b)),
             Err(e) => {
                 tracing::warn!("cannot build an RTCP report: {e}");
                 None
@@ -288,7 +370,8 @@ impl Stream {
     /// An RTCP BYE for the end of the call.
     pub fn rtcp_bye(&mut self, now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
         let to = self.params.remote_rtcp?;
-        self.session.build_bye(now).ok().map(|b| (to, b))
+        let bye = self.session.build_bye(now).ok()?;
+        self.seal_rtcp(bye).map(|b| (to, b))
     }
 
     pub fn stats(&self) -> MediaStats {
@@ -310,6 +393,8 @@ impl Stream {
                 .and_then(|r| r.rtt)
                 .map(|d| d.as_secs_f64() * 1000.0),
             remote_fraction_lost: self.remote_report.as_ref().map(|r| r.fraction_lost),
+            srtp_failures: self.srtp_failures,
+            srtcp_failures: self.srtcp_failures,
         }
     }
 }

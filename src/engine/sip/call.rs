@@ -7,10 +7,12 @@
 use super::client_auth::ClientAuth;
 use super::dialog::Dialog;
 use super::message::Message;
-use super::sdp::{LocalMedia, MediaDirection, Negotiated, SdpSession};
+use super::sdp::{self, LocalMedia, MediaDirection, Negotiated, SdpSession, SessionDescription};
 use super::transport::Target;
 use crate::api::{CallId, CallState, CallStats, Direction, EndReason, Event, HoldState};
-use crate::engine::media::stream::MediaParams;
+use crate::engine::media::srtp::CryptoAttribute;
+use crate::engine::media::stream::{MediaParams, SrtpParams};
+use crate::store::settings::MediaEncryption;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +98,10 @@ pub struct Call {
     pub sdp: SdpSession,
     pub local_media: LocalMedia,
     pub negotiated: Option<Negotiated>,
+    /// The SRTP setting that applies (the account's, else the engine's).
+    pub encryption: MediaEncryption,
+    /// The SDES keys agreed for an `RTP/SAVP` stream; None for plain RTP.
+    pub srtp: Option<SrtpParams>,
     /// The remote offer was in the ACK (we offered in the 200: late offer).
     pub awaiting_ack_answer: bool,
     /// The last SIP code that changed the call (for the event).
@@ -153,6 +159,8 @@ impl Call {
             },
             local_media,
             negotiated: None,
+            encryption: MediaEncryption::None,
+            srtp: None,
             awaiting_ack_answer: false,
             last_code: None,
             end_reason: None,
@@ -255,6 +263,7 @@ impl Call {
                 .and_then(|n| n.remote_rtp)
                 .map(|a| a.to_string()),
             local_rtp_port: Some(self.local_media.port),
+            srtp: self.srtp.is_some(),
             duration_s: self
                 .established_at
                 .filter(|_| self.phase == Phase::Established)
@@ -270,7 +279,9 @@ impl Call {
         let n = self.negotiated.as_ref()?;
         let early = self.phase == Phase::Ringing && self.direction == Direction::Outgoing;
         if early {
-            // Early media (a 183 with SDP): play what the far end sends, send nothing yet.
+            // Early media (a 183 with SDP): play what the far end sends, send nothing yet; over
+            // SRTP only with keys agreed from that SDP (none is kept before the answer).
+            let srtp = agree_srtp(&self.local_media, self.encryption, n).ok()?.1;
             return Some(MediaParams {
                 local_port: self.local_media.port,
                 remote: n.remote_rtp,
@@ -280,6 +291,7 @@ impl Call {
                 dtmf: n.dtmf.clone(),
                 send: false,
                 recv: true,
+                srtp,
             });
         }
         if self.phase != Phase::Established {
@@ -294,7 +306,57 @@ impl Call {
             dtmf: n.dtmf.clone(),
             send: !self.hold.local && !self.hold.remote,
             recv: !self.hold.local,
+            srtp: self.srtp.clone(),
         })
+    }
+
+    /// Takes the result of an offer/answer exchange (either way round), with its SRTP keys
+    /// (see [`agree_srtp`]). On an error nothing changes.
+    pub fn apply_negotiated(&mut self, n: Negotiated) -> Result<(), String> {
+        let (crypto, srtp) = agree_srtp(&self.local_media, self.encryption, &n)?;
+        self.local_media.crypto = crypto;
+        self.srtp = srtp;
+        self.negotiated = Some(n);
+        Ok(())
+    }
+
+    /// Our answer to the peer's `offer`, checked (codecs, SRTP policy and keys) but not yet
+    /// taken: [`Call::take_answer`] does that. An `RTP/SAVP` offer is answered with SRTP
+    /// whatever the setting: fresh keys are made when we have none.
+    pub fn prepare_answer(
+        &self,
+        offer: &SessionDescription,
+        dir: MediaDirection,
+    ) -> Result<PreparedAnswer, String> {
+        let mut local = self.local_media.clone();
+        if local.crypto.is_empty() && offer.media.iter().any(|m| m.is_savp()) {
+            local.crypto = CryptoAttribute::offer()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(CryptoAttribute::value)
+                .collect();
+        }
+        let mut sdp = self.sdp;
+        let (text, negotiated) =
+            sdp::create_answer(offer, &local, &mut sdp, dir).map_err(|e| e.to_string())?;
+        let (crypto, srtp) = agree_srtp(&local, self.encryption, &negotiated)?;
+        local.crypto = crypto;
+        Ok(PreparedAnswer {
+            text,
+            sdp,
+            local,
+            negotiated,
+            srtp,
+        })
+    }
+
+    /// Takes a prepared answer: its SDP state, keys and negotiated media. Returns the body.
+    pub fn take_answer(&mut self, a: PreparedAnswer) -> String {
+        self.sdp = a.sdp;
+        self.local_media = a.local;
+        self.srtp = a.srtp;
+        self.negotiated = Some(a.negotiated);
+        a.text
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -312,4 +374,56 @@ impl Call {
         .flatten()
         .min()
     }
+}
+
+/// An answer made by [`Call::prepare_answer`], not yet part of the call.
+pub struct PreparedAnswer {
+    text: String,
+    sdp: SdpSession,
+    local: LocalMedia,
+    negotiated: Negotiated,
+    srtp: Option<SrtpParams>,
+}
+
+/// The SRTP outcome of an exchange: our `a=crypto` lines from now on, and the agreed keys.
+///
+/// `RTP/SAVP`: the peer's first usable `a=crypto` is matched by suite to one of `local.crypto`;
+/// ours is re-tagged with the peer's tag and becomes our only line, so later offers (hold,
+/// resume) carry the same key. Plain RTP: refused when SRTP is mandatory, else our lines are
+/// dropped so that later offers are plain too. Error messages name no key.
+pub fn agree_srtp(
+    local: &LocalMedia,
+    encryption: MediaEncryption,
+    n: &Negotiated,
+) -> Result<(Vec<String>, Option<SrtpParams>), String> {
+    if !n.srtp {
+        if encryption.mandatory() {
+            return Err(
+                "the far end did not agree to SRTP (plain RTP/AVP) and SRTP is mandatory".into(),
+            );
+        }
+        return Ok((Vec::new(), None));
+    }
+    let ours: Vec<CryptoAttribute> = local
+        .crypto
+        .iter()
+        .filter_map(|l| CryptoAttribute::parse(l).ok())
+        .collect();
+    if ours.is_empty() {
+        return Err("the far end uses RTP/SAVP but we offered plain RTP".into());
+    }
+    let (local, remote) = n
+        .srtp_crypto
+        .iter()
+        .filter_map(|l| CryptoAttribute::parse(l).ok())
+        .find_map(|theirs| {
+            let mut mine = ours.iter().find(|o| o.suite == theirs.suite)?.clone();
+            mine.tag = theirs.tag;
+            Some((mine, theirs))
+        })
+        .ok_or(
+            "no usable a=crypto (AES_CM_128_HMAC_SHA1_80 or _32 with one inline key) in the \
+             far end's RTP/SAVP description",
+        )?;
+    Ok((vec![local.value()], Some(SrtpParams { local, remote })))
 }

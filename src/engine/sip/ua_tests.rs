@@ -14,7 +14,7 @@ use super::transport::Target;
 use super::ua::{Config, Output, UserAgent};
 use crate::api::{CallId, CallState, Command, EndReason, Event, HoldState, RegistrationState};
 use crate::engine::media::stream::MediaParams;
-use crate::store::settings::{Account, Transport};
+use crate::store::settings::{Account, MediaEncryption, Transport};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -52,6 +52,7 @@ fn config(addr: SocketAddr) -> Config {
         rtp_ports: (20000, 20998),
         local: addr,
         codecs: vec!["opus".into(), "PCMU".into(), "PCMA".into()],
+        media_encryption: MediaEncryption::None,
     }
 }
 
@@ -2843,4 +2844,148 @@ fn after_a_nat_rewrite_calls_carry_the_public_contact() {
     let inv = net.sent(A, |p| p.is_initial_invite())[0];
     assert_eq!(inv.to_addr(), Some(B));
     assert_eq!(inv.header("Contact"), Some("<sip:alice@192.0.2.7:40000>"));
+}
+
+// =============================================================================================
+// SDES-SRTP (RTP/SAVP)
+// =============================================================================================
+
+fn srtp_pair(a: MediaEncryption, b: MediaEncryption) -> Net {
+    let mut net = Net::new();
+    net.add(
+        A,
+        Config {
+            media_encryption: a,
+            ..config(A)
+        },
+        &[],
+    );
+    net.add(
+        B,
+        Config {
+            media_encryption: b,
+            ..config(B)
+        },
+        &[],
+    );
+    net
+}
+
+/// The media parameters last announced for a call.
+fn last_media(net: &Net, addr: SocketAddr) -> MediaParams {
+    net.uas[&addr]
+        .media
+        .iter()
+        .rev()
+        .find_map(|(_, _, p)| p.clone())
+        .expect("media announced")
+}
+
+#[test]
+fn srtp_offer_is_answered_with_srtp_and_both_sides_hold_mirrored_keys_through_hold() {
+    // B has no SRTP setting: an RTP/SAVP offer is answered with SRTP anyway.
+    let mut net = srtp_pair(MediaEncryption::SdesMandatory, MediaEncryption::None);
+    let (a, _) = net.establish(A, B);
+    let invite = net.sent(A, |p| p.is_initial_invite());
+    let body = invite[0].body();
+    assert!(body.contains("RTP/SAVP"), "{body}");
+    assert_eq!(body.matches("a=crypto:").count(), 2, "{body}");
+    let ok = net.sent(B, |p| p.is_response(200, "INVITE"))[0].body();
+    assert!(ok.contains("RTP/SAVP"), "{ok}");
+    assert_eq!(ok.matches("a=crypto:").count(), 1, "{ok}");
+    let (ma, mb) = (last_media(&net, A), last_media(&net, B));
+    let (sa, sb) = (ma.srtp.clone().unwrap(), mb.srtp.clone().unwrap());
+    assert_eq!(sa.local, sb.remote);
+    assert_eq!(sa.remote, sb.local);
+    assert_ne!(sa.local.key, sa.remote.key);
+    // Keys never appear in events.
+    let key = sa.local.value();
+    let key = key.rsplit(':').next().unwrap();
+    for addr in [A, B] {
+        for e in net.events(addr) {
+            assert!(!format!("{e:?}").contains(key), "{e:?}");
+        }
+    }
+
+    net.cmd(A, Command::Hold { call: a });
+    net.settle();
+    net.cmd(A, Command::Resume { call: a });
+    net.settle();
+    let reinv = net.sent(A, |p| p.is_reinvite());
+    assert_eq!(reinv.len(), 2);
+    for r in &reinv {
+        let body = r.body();
+        assert!(body.contains("RTP/SAVP"), "{body}");
+        assert!(body.contains(&sa.local.sdp_line()), "same key: {body}");
+    }
+    assert_eq!(last_media(&net, A).srtp, Some(sa));
+    assert_eq!(last_media(&net, B).srtp, Some(sb));
+    assert!(net.errors(A).is_empty() && net.errors(B).is_empty());
+}
+
+#[test]
+fn srtp_mandatory_callee_refuses_a_plain_offer_with_488() {
+    let mut net = srtp_pair(MediaEncryption::None, MediaEncryption::SdesMandatory);
+    net.cmd(
+        A,
+        Command::Call {
+            uri: format!("sip:x@{B}"),
+            account: None,
+        },
+    );
+    net.settle();
+    let a = net.outgoing(A)[0];
+    assert_eq!(net.count(B, |p| p.is_response(488, "INVITE")), 1);
+    assert!(net.incoming(B).is_empty());
+    assert_eq!(net.ended(A, a), Some((EndReason::Error, Some(488))));
+    assert!(
+        net.errors(B)[0].contains("SRTP is mandatory"),
+        "{:?}",
+        net.errors(B)
+    );
+}
+
+#[test]
+fn srtp_optional_caller_goes_plain_but_mandatory_caller_hangs_up_on_a_plain_answer() {
+    // A peer that answers an RTP/SAVP offer with RTP/AVP (not RFC 4568, but it happens).
+    for (setting, plain_ok) in [
+        (MediaEncryption::Sdes, true),
+        (MediaEncryption::SdesMandatory, false),
+    ] {
+        let mut net = srtp_pair(setting, MediaEncryption::None);
+        net.cmd(
+            A,
+            Command::Call {
+                uri: format!("sip:x@{RAW}"),
+                account: None,
+            },
+        );
+        net.settle();
+        let invite = net.received(RAW, |p| p.is_initial_invite())[0].clone();
+        assert!(invite.body().contains("RTP/SAVP"));
+        let answer = "v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\nc=IN IP4 127.0.0.9\r\nt=0 0\r\n\
+                      m=audio 30000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n";
+        let ok = raw_reply(
+            &invite,
+            200,
+            "OK",
+            &[("Contact", &format!("<sip:raw@{RAW}>"))],
+            answer,
+        );
+        net.inject(RAW, A, ok);
+        net.settle();
+        let a = net.outgoing(A)[0];
+        if plain_ok {
+            assert_eq!(net.state(A, a), Some(CallState::Established));
+            assert_eq!(last_media(&net, A).srtp, None);
+        } else {
+            assert_eq!(net.ended(A, a), Some((EndReason::Error, None)));
+            assert_eq!(net.count(A, |p| p.is_request("BYE")), 1);
+            assert!(
+                net.errors(A)[0].contains("did not agree to SRTP"),
+                "{:?}",
+                net.errors(A)
+            );
+        }
+    }
 }

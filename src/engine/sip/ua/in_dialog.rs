@@ -193,7 +193,13 @@ impl UserAgent {
                     .and_then(|d| {
                         sdp::negotiate_answer(&call.local_media, &d).map_err(|e| e.to_string())
                     }) {
-                    Ok(n) => call.negotiated = Some(n),
+                    Ok(n) => {
+                        if let Err(why) = call.apply_negotiated(n) {
+                            // The far end changed the media security under us: no call.
+                            self.error(format!("call {id}: re-INVITE answer refused: {why}"));
+                            return self.bye(id, EndReason::Error, now);
+                        }
+                    }
                     Err(e) => tracing::warn!(call = %id, "re-INVITE answer unusable: {e}"),
                 }
                 call.hold.local = pending.hold;

@@ -14,24 +14,14 @@ impl UserAgent {
             return;
         };
         let body = match offer_of(&invite) {
-            Some(Ok(offer)) => {
-                match sdp::create_answer(
-                    &offer,
-                    &call.local_media,
-                    &mut call.sdp,
-                    MediaDirection::SendRecv,
-                ) {
-                    Ok((text, n)) => {
-                        call.negotiated = Some(n);
-                        text
-                    }
-                    Err(e) => {
-                        let msg = format!("call {id}: cannot answer the offer: {e}");
-                        self.error(msg);
-                        return self.reject(id, 488, now);
-                    }
+            Some(Ok(offer)) => match call.prepare_answer(&offer, MediaDirection::SendRecv) {
+                Ok(answer) => call.take_answer(answer),
+                Err(e) => {
+                    let msg = format!("call {id}: cannot answer the offer: {e}");
+                    self.error(msg);
+                    return self.reject(id, 488, now);
                 }
-            }
+            },
             Some(Err(e)) => {
                 self.error(format!("call {id}: bad SDP offer: {e}"));
                 return self.reject(id, 488, now);
@@ -205,20 +195,13 @@ impl UserAgent {
         let offer = offer_of(&req);
         let id = CallId(self.next_call);
         let port = self.alloc_rtp_port();
-        let media = self.local_media(port);
-        if let Some(check) = &offer {
-            let usable = check.as_ref().map_err(|e| e.to_string()).and_then(|o| {
-                let mut scratch = sdp::SdpSession { id: 0, version: 0 };
-                sdp::create_answer(o, &media, &mut scratch, MediaDirection::SendRecv)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            });
-            if let Err(e) = usable {
-                tracing::warn!("incoming INVITE with unusable SDP: {e}");
-                return self.simple_response(&key, &req, 488, now);
-            }
-        }
+        let mut media = self.local_media(port);
         let account = self.account_for(&req);
+        let encryption = self.encryption_for(account);
+        if offer.is_none() && encryption.offers_srtp() {
+            // No offer: we offer in the 200, RTP/SAVP as the setting asks.
+            media.crypto = self.fresh_crypto();
+        }
         let from = req.from().map(|f| f.pretty()).unwrap_or_default();
         let mut call = Call::new(
             id,
@@ -229,6 +212,21 @@ impl UserAgent {
             media,
             now,
         );
+        call.encryption = encryption;
+        if let Some(check) = &offer {
+            // Answerable now (codecs, SRTP policy and keys), so that answering later works.
+            let usable = check
+                .as_ref()
+                .map_err(|e| e.to_string())
+                .and_then(|o| call.prepare_answer(o, MediaDirection::SendRecv).map(|_| ()));
+            if let Err(e) = usable {
+                tracing::warn!("incoming INVITE with unusable SDP: {e}");
+                self.emit(Event::Error {
+                    message: format!("incoming call from {from} refused (488): {e}"),
+                });
+                return self.simple_response(&key, &req, 488, now);
+            }
+        }
         let Some(dialog) = Dialog::from_uas(&req, &call.local_tag) else {
             return self.simple_response(&key, &req, 400, now);
         };
@@ -289,19 +287,20 @@ impl UserAgent {
         }
         let dir = call.local_direction();
         let body = match offer_of(&req) {
-            Some(Ok(offer)) => {
-                match sdp::create_answer(&offer, &call.local_media, &mut call.sdp, dir) {
-                    Ok((text, n)) => {
-                        call.hold.remote = !n.remote_direction.receives();
-                        call.negotiated = Some(n);
-                        text
-                    }
-                    Err(e) => {
-                        tracing::warn!(call = %id, "re-INVITE offer refused: {e}");
-                        return self.simple_response(&key, &req, 488, now);
-                    }
+            Some(Ok(offer)) => match call.prepare_answer(&offer, dir) {
+                Ok(answer) => {
+                    let text = call.take_answer(answer);
+                    call.hold.remote = call
+                        .negotiated
+                        .as_ref()
+                        .is_some_and(|n| !n.remote_direction.receives());
+                    text
                 }
-            }
+                Err(e) => {
+                    tracing::warn!(call = %id, "re-INVITE offer refused: {e}");
+                    return self.simple_response(&key, &req, 488, now);
+                }
+            },
             Some(Err(e)) => {
                 tracing::warn!(call = %id, "re-INVITE with bad SDP: {e}");
                 return self.simple_response(&key, &req, 488, now);
@@ -354,12 +353,13 @@ impl UserAgent {
                 .and_then(|d| {
                     sdp::negotiate_answer(&call.local_media, &d).map_err(|e| e.to_string())
                 });
-            match result {
-                Ok(n) => {
-                    let held = !n.remote_direction.receives();
+            match result.and_then(|n| {
+                let held = !n.remote_direction.receives();
+                call.apply_negotiated(n).map(|()| held)
+            }) {
+                Ok(held) => {
                     let changed = call.hold.remote != held;
                     call.hold.remote = held;
-                    call.negotiated = Some(n);
                     if changed {
                         let e = call.event();
                         self.emit(e);

@@ -23,7 +23,7 @@ use crate::api::{
     AccountId, CallId, CallState, Command, Direction, EndReason, Event, RegistrationState,
 };
 use crate::engine::media::stream::MediaParams;
-use crate::store::settings::{Account, Settings, Transport};
+use crate::store::settings::{Account, MediaEncryption, Settings, Transport};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -46,6 +46,8 @@ pub struct Config {
     pub local: SocketAddr,
     /// Audio codecs we offer and accept, in order of preference (`opus`, `PCMU`, `PCMA`).
     pub codecs: Vec<String>,
+    /// SRTP for calls that belong to no account.
+    pub media_encryption: MediaEncryption,
 }
 
 impl Config {
@@ -57,6 +59,7 @@ impl Config {
             rtp_ports: s.rtp_port_range().map_err(|e| e.to_string())?,
             local,
             codecs: s.codecs.clone(),
+            media_encryption: s.media_encryption,
         })
     }
 }
@@ -449,6 +452,24 @@ impl UserAgent {
         );
         media.codecs = chosen;
         media
+    }
+
+    /// The SRTP setting for a call of this account (or of none).
+    fn encryption_for(&self, account: Option<usize>) -> MediaEncryption {
+        account
+            .and_then(|i| self.accounts.get(i))
+            .map_or(self.cfg.media_encryption, |a| a.cfg.media_encryption)
+    }
+
+    /// Fresh `a=crypto` lines for an `RTP/SAVP` offer (one per suite, each with its own key).
+    fn fresh_crypto(&mut self) -> Vec<String> {
+        match crate::engine::media::srtp::CryptoAttribute::offer() {
+            Ok(lines) => lines.iter().map(|a| a.value()).collect(),
+            Err(e) => {
+                self.error(format!("SRTP: cannot make keys: {e}"));
+                Vec::new()
+            }
+        }
     }
 
     fn local_ip(&self) -> IpAddr {

@@ -44,7 +44,14 @@ impl UserAgent {
         let id = CallId(self.next_call);
         self.next_call += 1;
         let port = self.alloc_rtp_port();
-        let media = self.local_media(port);
+        let mut media = self.local_media(port);
+        let encryption = self.encryption_for(idx);
+        if encryption.offers_srtp() {
+            media.crypto = self.fresh_crypto();
+            if media.crypto.is_empty() && encryption.mandatory() {
+                return self.error(format!("cannot call {uri}: no SRTP keys"));
+            }
+        }
         let mut call = Call::new(
             id,
             Direction::Outgoing,
@@ -54,6 +61,7 @@ impl UserAgent {
             media,
             now,
         );
+        call.encryption = encryption;
         let from = from.with_tag(&call.local_tag);
         let to = NameAddr::new(uri.clone());
         let call_id = format!("{:016x}@{}", rand::random::<u64>(), self.local_ip());
@@ -244,9 +252,8 @@ impl UserAgent {
             .and_then(|b| SessionDescription::parse(b).map_err(|e| e.to_string()))
             .and_then(|d| sdp::negotiate_answer(&call.local_media, &d).map_err(|e| e.to_string()));
         call.dialog = Some(dialog);
-        match negotiated {
-            Ok(n) => {
-                call.negotiated = Some(n);
+        match negotiated.and_then(|n| call.apply_negotiated(n)) {
+            Ok(()) => {
                 if let Some(e) = call.set_phase(Phase::Established, Some(200), now) {
                     self.emit(e);
                 }
