@@ -80,8 +80,8 @@ impl MediaNet {
     }
 
     /// One media clock tick: capture, encode once, send every call's packet, play.
-    pub fn tick(&mut self) -> Option<Event> {
-        let (packets, error) = self.engine.tick(Instant::now());
+    pub fn tick(&mut self) -> Vec<Event> {
+        let (packets, errors) = self.engine.tick(Instant::now());
         for (call, to, bytes) in packets {
             if let Some(s) = self.sockets.get(&call) {
                 // Non-blocking: a full socket buffer drops this frame rather than stall the loop.
@@ -90,9 +90,12 @@ impl MediaNet {
                 }
             }
         }
-        error.map(|e| Event::Error {
-            message: format!("audio output: {e}"),
-        })
+        errors
+            .into_iter()
+            .map(|e| Event::Error {
+                message: format!("audio: {e}"),
+            })
+            .collect()
     }
 }
 

@@ -107,7 +107,7 @@ pub async fn run(
                 }
             }
             _ = media.clock.tick(), if media.engine.active() => {
-                if let Some(e) = media.tick() {
+                for e in media.tick() {
                     let _ = events.send(e);
                 }
             }

@@ -75,13 +75,14 @@ impl MediaEngine {
     }
 
     /// One 20 ms step: capture once, encode once per codec, packetize per call; then mix and
-    /// play what every call received. Returns the RTP packets to send.
-    pub fn tick(&mut self, now: Instant) -> (Outgoing, Option<DeviceError>) {
+    /// play what every call received. Returns the RTP packets to send and, once each, a failing
+    /// input or output.
+    pub fn tick(&mut self, now: Instant) -> (Outgoing, Vec<DeviceError>) {
         let mut out = Vec::new();
         if self.streams.is_empty() {
-            return (out, None);
+            return (out, Vec::new());
         }
-        self.hub.capture();
+        let input_error = self.hub.capture();
         for (id, s) in self.streams.iter_mut() {
             if !s.params.send || s.params.remote.is_none() {
                 continue;
@@ -102,8 +103,8 @@ impl MediaEngine {
                 self.playout.add(&self.frame);
             }
         }
-        let err = self.playout.finish();
-        (out, err)
+        let output_error = self.playout.finish();
+        (out, input_error.into_iter().chain(output_error).collect())
     }
 
     pub fn call_stats(&self, call: CallId) -> Option<MediaStats> {
