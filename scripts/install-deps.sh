@@ -29,8 +29,10 @@ done
 BUILD_PACKAGES=(build-essential pkg-config cmake nasm libclang-dev libasound2-dev libvpx-dev ca-certificates curl)
 # Test peers: kamailio (registrar/proxy), sip-tester (sipp, and its g711a.pcap), baresip (UA and its
 # modules), sox (audio files), procps (ps/kill), iproute2 (ss, for debugging port use), tshark
-# (dumpcap + tshark: the wire capture of benches/sip_latency.rs).
-PEER_PACKAGES=(kamailio sip-tester baresip baresip-core sox procps iproute2 tshark)
+# (dumpcap + tshark: the wire capture of benches/sip_latency.rs), pulseaudio + pulseaudio-utils
+# (pactl): a private sound server with a null sink for the real-device tests (tests/audio_devices.rs).
+# Building needs no PulseAudio library: cpal's pulseaudio host is a pure-Rust client.
+PEER_PACKAGES=(kamailio sip-tester baresip baresip-core sox procps iproute2 tshark pulseaudio pulseaudio-utils)
 [ "$build_only" = 1 ] && PEER_PACKAGES=()
 # shellcheck disable=SC2206
 PACKAGES=("${BUILD_PACKAGES[@]}" "${PEER_PACKAGES[@]}" ${EXTRA_PACKAGES:-})

@@ -58,6 +58,9 @@ struct Cli {
     /// Audio codecs in order of preference, comma-separated (default: opus,PCMU,PCMA).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     codecs: Option<Vec<String>>,
+    /// Print the audio devices (`in:`/`out:` lines, usable as device:NAME) and exit.
+    #[arg(long)]
+    list_devices: bool,
     /// Answer every incoming call at once.
     #[arg(long)]
     auto_answer: bool,
@@ -135,6 +138,16 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    if cli.list_devices {
+        let (inputs, outputs) = dialtone::engine::media::devices::list_devices();
+        for d in inputs {
+            println!("in: {d}");
+        }
+        for d in outputs {
+            println!("out: {d}");
+        }
+        return;
+    }
     let settings = match settings_from(&cli) {
         Ok(s) => s,
         Err(e) => {

@@ -97,7 +97,7 @@ fn settings(accounts: Vec<Account>) -> Settings {
         accounts,
         listen: "127.0.0.1:0".into(),
         rtp_ports: rtp_range(),
-        // Synthetic devices: no sound card here (real devices are not wired yet either).
+        // Synthetic devices: these tests are about SIP, not sound cards.
         audio_in: "tone:440".into(),
         audio_out: "null".into(),
         ..Settings::default()

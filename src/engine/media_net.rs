@@ -145,11 +145,9 @@ impl MediaNet {
             self.send_rtcp(r);
         }
         let mut events = Vec::new();
-        if let Some(e) = tick.error {
-            events.push(Event::Error {
-                message: format!("audio output: {e}"),
-            });
-        }
+        events.extend(tick.errors.into_iter().map(|e| Event::Error {
+            message: format!("audio: {e}"),
+        }));
         if let Some((input_dbfs, calls)) = tick.levels {
             events.push(Event::Levels {
                 input_dbfs,

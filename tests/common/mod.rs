@@ -4,4 +4,5 @@
 
 pub mod dialtone;
 pub mod peers;
+pub mod pulse;
 pub mod registrar;

@@ -3,10 +3,12 @@
 //!
 //! Everything here speaks the hub's format: 48 kHz mono, 20 ms frames of 960 samples. Sources are
 //! pulled one frame per hub tick (the hub's clock paces synthetic sources); sinks take the mixed
-//! frame. Real devices (cpal, with its PulseAudio host) are the next slice of issue #3: until then
-//! `default` and `device:NAME` are refused with a clear error and the engine falls back to
-//! silence / the null sink, saying so in an `error` event.
+//! frame. `default` and `device:NAME` are real devices through cpal ([`super::cpal_device`], the
+//! PulseAudio host on Linux when a server runs); one that cannot be opened is an error and the
+//! engine falls back to silence / the null sink, saying so in an `error` event.
 
+pub use super::cpal_device::list_devices;
+use super::cpal_device::{CpalSink, CpalSource};
 use super::resample::Resampler;
 use super::tone::ToneGenerator;
 use super::wav::{WavError, WavWriter, read_wav};
@@ -26,10 +28,18 @@ pub enum DeviceError {
         spec: String,
         want: &'static str,
     },
-    #[error(
-        "{0}: real audio devices are not wired yet (cpal arrives with the next slice of issue #3)"
-    )]
-    NoDevices(String),
+    #[error("no audio {kind} device matches {name:?}; available: {available}")]
+    NoSuchDevice {
+        kind: &'static str,
+        name: String,
+        available: String,
+    },
+    /// A real device could not be opened.
+    #[error("{what}: {message}")]
+    Audio { what: String, message: String },
+    /// A real device stopped working (unplugged, the sound server went away).
+    #[error("{what} stopped working: {message}")]
+    Lost { what: String, message: String },
     #[error("{path}: {source}")]
     Wav { path: PathBuf, source: WavError },
     #[error("{path} has no audio")]
@@ -129,8 +139,9 @@ impl fmt::Display for OutputSpec {
 
 /// Captured audio, pulled one hub frame at a time.
 pub trait AudioSource: Send {
-    /// Fills `out` (`FRAME_SAMPLES` long) with the next frame.
-    fn read(&mut self, out: &mut [i16]);
+    /// Fills `out` (`FRAME_SAMPLES` long) with the next frame. A device that stopped working
+    /// fills silence and says so.
+    fn read(&mut self, out: &mut [i16]) -> Result<(), DeviceError>;
 }
 
 /// Played audio, one mixed hub frame at a time.
@@ -145,16 +156,18 @@ pub trait AudioSink: Send {
 struct ToneSource(ToneGenerator);
 
 impl AudioSource for ToneSource {
-    fn read(&mut self, out: &mut [i16]) {
+    fn read(&mut self, out: &mut [i16]) -> Result<(), DeviceError> {
         self.0.fill(out);
+        Ok(())
     }
 }
 
 struct SilenceSource;
 
 impl AudioSource for SilenceSource {
-    fn read(&mut self, out: &mut [i16]) {
+    fn read(&mut self, out: &mut [i16]) -> Result<(), DeviceError> {
         out.fill(0);
+        Ok(())
     }
 }
 
@@ -165,11 +178,12 @@ struct WavSource {
 }
 
 impl AudioSource for WavSource {
-    fn read(&mut self, out: &mut [i16]) {
+    fn read(&mut self, out: &mut [i16]) -> Result<(), DeviceError> {
         for s in out.iter_mut() {
             *s = self.samples[self.at];
             self.at = (self.at + 1) % self.samples.len();
         }
+        Ok(())
     }
 }
 
@@ -211,7 +225,8 @@ impl AudioSink for WavSink {
 /// Opens a source. Called once per engine, by the capture hub.
 pub fn open_source(spec: &InputSpec) -> Result<Box<dyn AudioSource>, DeviceError> {
     match spec {
-        InputSpec::Default | InputSpec::Device(_) => Err(DeviceError::NoDevices(spec.to_string())),
+        InputSpec::Default => Ok(Box::new(CpalSource::open(None)?)),
+        InputSpec::Device(name) => Ok(Box::new(CpalSource::open(Some(name))?)),
         InputSpec::Tone(hz) => Ok(Box::new(ToneSource(ToneGenerator::new(
             *hz, -10.0, HUB_RATE,
         )))),
@@ -234,9 +249,8 @@ pub fn open_source(spec: &InputSpec) -> Result<Box<dyn AudioSource>, DeviceError
 /// Opens a sink. Called once per engine, by the playout side of the hub.
 pub fn open_sink(spec: &OutputSpec) -> Result<Box<dyn AudioSink>, DeviceError> {
     match spec {
-        OutputSpec::Default | OutputSpec::Device(_) => {
-            Err(DeviceError::NoDevices(spec.to_string()))
-        }
+        OutputSpec::Default => Ok(Box::new(CpalSink::open(None)?)),
+        OutputSpec::Device(name) => Ok(Box::new(CpalSink::open(Some(name))?)),
         OutputSpec::Null => Ok(Box::new(NullSink)),
         OutputSpec::Wav(path) => {
             let writer = WavWriter::create(path, HUB_RATE).map_err(|source| DeviceError::Wav {
@@ -276,13 +290,15 @@ mod tests {
     }
 
     #[test]
-    fn missing_wav_and_real_devices_are_clear_errors() {
+    fn missing_wav_and_unknown_devices_are_clear_errors() {
         let e = open_source(&InputSpec::Wav("/nonexistent/x.wav".into()))
             .err()
             .unwrap();
         assert!(e.to_string().contains("/nonexistent/x.wav"), "{e}");
-        let e = open_source(&InputSpec::Default).err().unwrap();
-        assert!(e.to_string().contains("not wired yet"), "{e}");
+        let e = open_source(&InputSpec::Device("no such microphone, surely".into()))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("no such microphone"), "{e}");
     }
 
     #[test]
@@ -294,7 +310,7 @@ mod tests {
         w.finish().unwrap();
         let mut src = open_source(&InputSpec::Wav(path)).unwrap();
         let mut frame = [0i16; FRAME_SAMPLES];
-        src.read(&mut frame);
+        src.read(&mut frame).unwrap();
         // The file's level, looped (480 samples at 48 kHz), but for the few samples at the start
         // of the file that interpolate up from silence.
         let at_level = frame.iter().filter(|&&s| (s - 1000).abs() <= 1).count();

@@ -30,8 +30,8 @@ pub struct Tick {
     pub packets: Outgoing,
     /// RTCP reports due this tick.
     pub rtcp: Vec<Rtcp>,
-    /// The output failed (reported once).
-    pub error: Option<DeviceError>,
+    /// The input or the output failed (each reported once).
+    pub errors: Vec<DeviceError>,
     /// Meter levels, every `LEVEL_EVERY` ticks: input dBFS and each call's output dBFS.
     pub levels: Option<(f32, Vec<(CallId, f32)>)>,
 }
@@ -148,7 +148,9 @@ impl MediaEngine {
             return tick;
         }
         if !self.streams.is_empty() {
-            self.hub.capture();
+            if let Some(e) = self.hub.capture() {
+                tick.errors.push(e);
+            }
             self.input_level = self.input_level.max(level_dbfs(self.hub.frame()));
         }
         for (id, s) in self.streams.iter_mut() {
@@ -185,7 +187,7 @@ impl MediaEngine {
         if let Some(alert) = self.alerts.frame() {
             self.playout.add(alert);
         }
-        tick.error = self.playout.finish();
+        tick.errors.extend(self.playout.finish());
         self.ticks = self.ticks.wrapping_add(1);
         if self.ticks.is_multiple_of(LEVEL_EVERY) && !self.streams.is_empty() {
             self.call_levels
@@ -431,7 +433,10 @@ mod tests {
 
     #[test]
     fn unavailable_devices_fall_back_with_an_error() {
-        let (m, errors) = MediaEngine::open(InputSpec::Default, OutputSpec::Default);
+        let (m, errors) = MediaEngine::open(
+            InputSpec::Device("no-such-microphone-here".into()),
+            OutputSpec::Device("no-such-speaker-here".into()),
+        );
         assert_eq!(errors.len(), 2);
         let d = m.device_stats();
         assert_eq!((d.input.as_str(), d.output.as_str()), ("silence", "null"));

@@ -30,6 +30,8 @@ pub struct CaptureHub {
     pub frames_captured: u64,
     /// Encodes done, across codecs (one per codec per tick, whatever the number of calls).
     pub encodes: u64,
+    /// The input has failed (reported once).
+    failed: bool,
 }
 
 impl CaptureHub {
@@ -58,6 +60,7 @@ impl CaptureHub {
                 opens: 1,
                 frames_captured: 0,
                 encodes: 0,
+                failed: false,
             },
             error,
         )
@@ -66,8 +69,9 @@ impl CaptureHub {
     fn silent() -> CaptureHub {
         struct Zero;
         impl AudioSource for Zero {
-            fn read(&mut self, out: &mut [i16]) {
+            fn read(&mut self, out: &mut [i16]) -> Result<(), DeviceError> {
                 out.fill(0);
+                Ok(())
             }
         }
         CaptureHub {
@@ -78,6 +82,7 @@ impl CaptureHub {
             opens: 1,
             frames_captured: 0,
             encodes: 0,
+            failed: false,
         }
     }
 
@@ -98,11 +103,19 @@ impl CaptureHub {
     }
 
     /// Captures the next frame; every encoder's payload is stale until `payload` asks for it.
-    pub fn capture(&mut self) {
-        self.source.read(&mut self.frame);
+    /// A failing input (a device that went away) gives silence and is reported once.
+    pub fn capture(&mut self) -> Option<DeviceError> {
+        let result = self.source.read(&mut self.frame);
         self.frames_captured += 1;
         for e in self.encoders.values_mut() {
             e.ready = false;
+        }
+        match result {
+            Err(e) if !self.failed => {
+                self.failed = true;
+                Some(e)
+            }
+            _ => None,
         }
     }
 

@@ -19,10 +19,13 @@
 //! - [`stream`]: one call's RTP sender/receiver, jitter buffer and decoder;
 //! - [`playout`]: the mixer and the output, opened once; [`alerts`]: ringback and ring tone;
 //! - [`engine`]: all of it, driven by the runtime with the time passed in;
-//! - [`resample`]: rate conversion between the hub's 48 kHz and codec/file rates.
+//! - [`resample`]: rate conversion between the hub's 48 kHz and codec/file rates;
+//! - [`cpal_device`]: real microphones and speakers (cpal, its PulseAudio host on Linux) behind
+//!   lock-free rings, for `default` and `device:NAME`.
 
 pub mod alerts;
 pub mod codecs;
+pub mod cpal_device;
 pub mod devices;
 pub mod engine;
 pub mod hub;
