@@ -88,8 +88,9 @@ impl MediaNet {
             });
         }
         if !was_active {
-            // Start the clock afresh: no burst of ticks missed while idle.
-            self.clock.reset();
+            // Start the clock afresh: the first frame goes out now (media on the first packet after
+            // the answer), and no burst of ticks missed while idle.
+            self.clock.reset_immediately();
         }
         Ok(())
     }
@@ -99,7 +100,7 @@ impl MediaNet {
         let was_active = self.engine.active();
         self.engine.set_alerts(ringback, ring);
         if !was_active && self.engine.active() {
-            self.clock.reset();
+            self.clock.reset_immediately();
         }
     }
 
