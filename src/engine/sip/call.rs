@@ -278,25 +278,17 @@ impl Call {
     pub fn media_params(&self) -> Option<MediaParams> {
         let n = self.negotiated.as_ref()?;
         let early = self.phase == Phase::Ringing && self.direction == Direction::Outgoing;
-        if early {
+        let (send, recv, srtp) = if early {
             // Early media (a 183 with SDP): play what the far end sends, send nothing yet; over
             // SRTP only with keys agreed from that SDP (none is kept before the answer).
             let srtp = agree_srtp(&self.local_media, self.encryption, n).ok()?.1;
-            return Some(MediaParams {
-                local_port: self.local_media.port,
-                remote: n.remote_rtp,
-                remote_rtcp: n.remote_rtcp,
-                rtcp_mux: n.rtcp_mux,
-                codec: n.codec.clone(),
-                dtmf: n.dtmf.clone(),
-                send: false,
-                recv: true,
-                srtp,
-            });
-        }
-        if self.phase != Phase::Established {
+            (false, true, srtp)
+        } else if self.phase == Phase::Established {
+            let send = !self.hold.local && !self.hold.remote;
+            (send, !self.hold.local, self.srtp.clone())
+        } else {
             return None;
-        }
+        };
         Some(MediaParams {
             local_port: self.local_media.port,
             remote: n.remote_rtp,
@@ -304,9 +296,9 @@ impl Call {
             rtcp_mux: n.rtcp_mux,
             codec: n.codec.clone(),
             dtmf: n.dtmf.clone(),
-            send: !self.hold.local && !self.hold.remote,
-            recv: !self.hold.local,
-            srtp: self.srtp.clone(),
+            send,
+            recv,
+            srtp,
         })
     }
 
