@@ -38,52 +38,25 @@ impl CaptureHub {
     /// Opens the input once. A source that cannot be opened falls back to silence; the error is
     /// returned alongside so the engine can tell the user.
     pub fn open(spec: InputSpec) -> (CaptureHub, Option<DeviceError>) {
-        let (source, error, spec) = match open_source(&spec) {
+        let (source, error, spec): (Box<dyn AudioSource>, _, _) = match open_source(&spec) {
             Ok(s) => (s, None, spec),
             Err(e) => {
                 tracing::error!("audio input: {e}; using silence");
-                let silence = open_source(&InputSpec::Silence);
-                match silence {
-                    Ok(s) => (s, Some(e), InputSpec::Silence),
-                    // Silence cannot fail to open; keep the types honest anyway.
-                    Err(e2) => return (CaptureHub::silent(), Some(e2)),
-                }
+                (Box::new(Zero), Some(e), InputSpec::Silence)
             }
         };
         tracing::info!("audio input opened: {spec}");
-        (
-            CaptureHub {
-                source,
-                spec,
-                frame: vec![0; FRAME_SAMPLES],
-                encoders: HashMap::new(),
-                opens: 1,
-                frames_captured: 0,
-                encodes: 0,
-                failed: false,
-            },
-            error,
-        )
-    }
-
-    fn silent() -> CaptureHub {
-        struct Zero;
-        impl AudioSource for Zero {
-            fn read(&mut self, out: &mut [i16]) -> Result<(), DeviceError> {
-                out.fill(0);
-                Ok(())
-            }
-        }
-        CaptureHub {
-            source: Box::new(Zero),
-            spec: InputSpec::Silence,
+        let hub = CaptureHub {
+            source,
+            spec,
             frame: vec![0; FRAME_SAMPLES],
             encoders: HashMap::new(),
             opens: 1,
             frames_captured: 0,
             encodes: 0,
             failed: false,
-        }
+        };
+        (hub, error)
     }
 
     /// Swaps the input under every call (no call notices but for the sound). The old source is
@@ -155,5 +128,15 @@ impl CaptureHub {
     /// Drops encoders no call uses any more.
     pub fn retain_codecs(&mut self, used: &[CodecKey]) {
         self.encoders.retain(|k, _| used.contains(k));
+    }
+}
+
+/// Silence, for an input that could not be opened.
+struct Zero;
+
+impl AudioSource for Zero {
+    fn read(&mut self, out: &mut [i16]) -> Result<(), DeviceError> {
+        out.fill(0);
+        Ok(())
     }
 }
