@@ -58,6 +58,9 @@ struct Cli {
     /// Audio codecs in order of preference, comma-separated (default: opus,PCMU,PCMA).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     codecs: Option<Vec<String>>,
+    /// No echo cancellation, noise suppression or automatic gain control on the microphone.
+    #[arg(long)]
+    no_audio_processing: bool,
     /// Print the audio devices (`in:`/`out:` lines, usable as device:NAME) and exit.
     #[arg(long)]
     list_devices: bool,
@@ -116,6 +119,9 @@ fn settings_from(cli: &Cli) -> Result<Settings, String> {
         settings.rtp_ports = r.clone();
     }
     settings.auto_answer |= cli.auto_answer;
+    if cli.no_audio_processing {
+        settings.audio_processing = false;
+    }
     if let Some(c) = &cli.codecs {
         settings.codecs = c.iter().map(|s| s.trim().to_string()).collect();
     }

@@ -45,7 +45,7 @@ pub async fn run(
             return;
         }
     };
-    let (engine, device_errors) = MediaEngine::open(input, output);
+    let (engine, device_errors) = MediaEngine::open(input, output, settings.audio_processing);
     let bind_ip = settings
         .listen_addr()
         .map(|a| a.ip())

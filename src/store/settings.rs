@@ -173,6 +173,9 @@ pub struct Settings {
     pub audio_out: String,
     /// Audio codecs offered and accepted, in order of preference: `opus`, `PCMU`, `PCMA`.
     pub codecs: Vec<String>,
+    /// Echo cancellation, noise suppression and automatic gain control on the microphone (on by
+    /// default; applied to real inputs, `default` and `device:NAME`, never to tone/WAV/silence).
+    pub audio_processing: bool,
     /// SRTP on calls that belong to no account (dialled as a full address with no account, or
     /// arriving for no account's user): `none`, `sdes` or `sdes-mandatory`.
     pub media_encryption: MediaEncryption,
@@ -189,6 +192,7 @@ impl Default for Settings {
             audio_in: "default".into(),
             audio_out: "default".into(),
             codecs: vec!["opus".into(), "PCMU".into(), "PCMA".into()],
+            audio_processing: true,
             media_encryption: MediaEncryption::None,
         }
     }
@@ -364,6 +368,16 @@ mod tests {
         ] {
             assert_eq!(MediaEncryption::parse(&m.to_string()), Some(m));
         }
+    }
+
+    #[test]
+    fn audio_processing_is_on_unless_turned_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(&path, "auto_answer = true\n").unwrap();
+        assert!(Settings::load(&path).unwrap().audio_processing);
+        std::fs::write(&path, "audio_processing = false\n").unwrap();
+        assert!(!Settings::load(&path).unwrap().audio_processing);
     }
 
     #[test]

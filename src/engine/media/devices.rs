@@ -71,6 +71,11 @@ pub enum OutputSpec {
 }
 
 impl InputSpec {
+    /// A real microphone (`default`, `device:NAME`), as opposed to a synthetic or file source.
+    pub fn is_device(&self) -> bool {
+        matches!(self, InputSpec::Default | InputSpec::Device(_))
+    }
+
     pub fn parse(s: &str) -> Result<InputSpec, DeviceError> {
         let bad = || DeviceError::BadSpec {
             kind: "input",

@@ -4,6 +4,7 @@
 //! (and never while idle).
 
 use super::alerts::Alerts;
+use super::apm::AudioProcessor;
 use super::devices::{DeviceError, FRAME_SAMPLES, InputSpec, OutputSpec};
 use super::hub::CaptureHub;
 use super::playout::Playout;
@@ -60,12 +61,21 @@ pub struct MediaEngine {
     /// Peak of the levels over the current meter period: input, and per call.
     input_level: f32,
     call_levels: BTreeMap<CallId, f32>,
+    /// Echo cancellation, noise suppression and AGC on the input, if the setting is on: built
+    /// at open, applied only while the input is a real microphone (see `processing_active`).
+    apm: Option<Box<AudioProcessor>>,
 }
 
 impl MediaEngine {
     /// Opens the input and the output, once. Devices that fail fall back (silence, null) and
-    /// their errors are returned for the user to see.
-    pub fn open(input: InputSpec, output: OutputSpec) -> (MediaEngine, Vec<DeviceError>) {
+    /// their errors are returned for the user to see. `audio_processing` turns on echo
+    /// cancellation, noise suppression and AGC for real microphones (synthetic and file sources
+    /// are sent as they are).
+    pub fn open(
+        input: InputSpec,
+        output: OutputSpec,
+        audio_processing: bool,
+    ) -> (MediaEngine, Vec<DeviceError>) {
         let (hub, e1) = CaptureHub::open(input);
         let (playout, e2) = Playout::open(output);
         let errors = e1.into_iter().chain(e2).collect();
@@ -79,9 +89,16 @@ impl MediaEngine {
                 ticks: 0,
                 input_level: -120.0,
                 call_levels: BTreeMap::new(),
+                apm: audio_processing.then(Box::default),
             },
             errors,
         )
+    }
+
+    /// Whether the captured audio goes through echo cancellation, noise suppression and AGC:
+    /// the setting is on and the input is a real microphone.
+    pub fn processing_active(&self) -> bool {
+        self.apm.is_some() && self.hub.spec.is_device()
     }
 
     /// Whether the runtime should tick: only while some call has media or a call rings.
@@ -151,6 +168,11 @@ impl MediaEngine {
             if let Some(e) = self.hub.capture() {
                 tick.errors.push(e);
             }
+            if self.hub.spec.is_device()
+                && let Some(apm) = self.apm.as_mut()
+            {
+                apm.process_capture(self.hub.frame_mut());
+            }
             self.input_level = self.input_level.max(level_dbfs(self.hub.frame()));
         }
         for (id, s) in self.streams.iter_mut() {
@@ -188,6 +210,14 @@ impl MediaEngine {
             self.playout.add(alert);
         }
         tick.errors.extend(self.playout.finish());
+        // The echo reference: what went to the speaker this tick, before the next capture. Fed
+        // only on ticks that capture, so render and capture stay paired.
+        if !self.streams.is_empty()
+            && self.hub.spec.is_device()
+            && let Some(apm) = self.apm.as_mut()
+        {
+            apm.process_render(self.playout.frame());
+        }
         self.ticks = self.ticks.wrapping_add(1);
         if self.ticks.is_multiple_of(LEVEL_EVERY) && !self.streams.is_empty() {
             self.call_levels
@@ -278,7 +308,7 @@ mod tests {
 
     #[test]
     fn one_capture_and_one_encode_per_codec_feed_every_call() {
-        let (mut m, errors) = MediaEngine::open(InputSpec::Tone(440.0), OutputSpec::Null);
+        let (mut m, errors) = MediaEngine::open(InputSpec::Tone(440.0), OutputSpec::Null, true);
         assert!(errors.is_empty());
         for (i, codec) in [CodecSpec::pcmu(), CodecSpec::pcmu(), CodecSpec::pcma()]
             .into_iter()
@@ -320,8 +350,8 @@ mod tests {
 
     #[test]
     fn two_engines_exchange_rtcp_reports_and_measure_the_round_trip() {
-        let (mut a, _) = MediaEngine::open(InputSpec::Tone(440.0), OutputSpec::Null);
-        let (mut b, _) = MediaEngine::open(InputSpec::Tone(1000.0), OutputSpec::Null);
+        let (mut a, _) = MediaEngine::open(InputSpec::Tone(440.0), OutputSpec::Null, true);
+        let (mut b, _) = MediaEngine::open(InputSpec::Tone(1000.0), OutputSpec::Null, true);
         let t0 = Instant::now();
         a.set_call(CallId(1), params(20000, 20100, CodecSpec::pcmu()), t0)
             .unwrap();
@@ -376,9 +406,9 @@ mod tests {
         use crate::engine::media::stream::SrtpParams;
         let ka = CryptoAttribute::generate(1, CryptoSuite::AesCm128HmacSha1_80).unwrap();
         let kb = CryptoAttribute::generate(1, CryptoSuite::AesCm128HmacSha1_80).unwrap();
-        let (mut a, _) = MediaEngine::open(InputSpec::Tone(440.0), OutputSpec::Null);
-        let (mut b, _) = MediaEngine::open(InputSpec::Tone(1000.0), OutputSpec::Null);
-        let (mut plain, _) = MediaEngine::open(InputSpec::Tone(440.0), OutputSpec::Null);
+        let (mut a, _) = MediaEngine::open(InputSpec::Tone(440.0), OutputSpec::Null, true);
+        let (mut b, _) = MediaEngine::open(InputSpec::Tone(1000.0), OutputSpec::Null, true);
+        let (mut plain, _) = MediaEngine::open(InputSpec::Tone(440.0), OutputSpec::Null, true);
         let mut pa = params(20000, 20002, CodecSpec::pcmu());
         pa.srtp = Some(SrtpParams {
             local: ka.clone(),
@@ -421,7 +451,7 @@ mod tests {
 
     #[test]
     fn held_calls_send_nothing_and_idle_engine_does_nothing() {
-        let (mut m, _) = MediaEngine::open(InputSpec::Silence, OutputSpec::Null);
+        let (mut m, _) = MediaEngine::open(InputSpec::Silence, OutputSpec::Null, true);
         assert!(!m.active());
         assert!(m.tick(Instant::now()).packets.is_empty());
         assert_eq!(m.device_stats().frames_captured, 0);
@@ -432,10 +462,39 @@ mod tests {
     }
 
     #[test]
+    fn audio_processing_applies_to_real_microphones_only() {
+        assert!(InputSpec::Default.is_device());
+        assert!(InputSpec::Device("mic".into()).is_device());
+        for spec in [
+            InputSpec::Tone(440.0),
+            InputSpec::Silence,
+            InputSpec::Wav("a.wav".into()),
+        ] {
+            assert!(!spec.is_device(), "{spec}");
+        }
+        // A synthetic source is sent untouched even with the setting on.
+        let (m, _) = MediaEngine::open(InputSpec::Tone(440.0), OutputSpec::Null, true);
+        assert!(!m.processing_active());
+        let (mut on, _) = MediaEngine::open(InputSpec::Tone(440.0), OutputSpec::Null, true);
+        let (mut off, _) = MediaEngine::open(InputSpec::Tone(440.0), OutputSpec::Null, false);
+        let now = Instant::now();
+        on.set_call(CallId(1), params(20000, 30000, CodecSpec::pcmu()), now)
+            .unwrap();
+        off.set_call(CallId(1), params(20002, 30000, CodecSpec::pcmu()), now)
+            .unwrap();
+        for n in 0..5u64 {
+            let t = now + Duration::from_millis(20 * n);
+            let (a, b) = (on.tick(t).packets, off.tick(t).packets);
+            assert_eq!(a[0].2[12..], b[0].2[12..]);
+        }
+    }
+
+    #[test]
     fn unavailable_devices_fall_back_with_an_error() {
         let (m, errors) = MediaEngine::open(
             InputSpec::Device("no-such-microphone-here".into()),
             OutputSpec::Device("no-such-speaker-here".into()),
+            true,
         );
         assert_eq!(errors.len(), 2);
         let d = m.device_stats();

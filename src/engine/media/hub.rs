@@ -75,6 +75,11 @@ impl CaptureHub {
         &self.frame
     }
 
+    /// The frame captured last, to process in place before any encode.
+    pub fn frame_mut(&mut self) -> &mut [i16] {
+        &mut self.frame
+    }
+
     /// Captures the next frame; every encoder's payload is stale until `payload` asks for it.
     /// A failing input (a device that went away) gives silence and is reported once.
     pub fn capture(&mut self) -> Option<DeviceError> {

@@ -24,6 +24,7 @@
 //!   lock-free rings, for `default` and `device:NAME`.
 
 pub mod alerts;
+pub mod apm;
 pub mod codecs;
 pub mod cpal_device;
 pub mod devices;

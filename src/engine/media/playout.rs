@@ -86,6 +86,11 @@ impl Playout {
         }
     }
 
+    /// The frame written last (the echo reference for the audio processing).
+    pub fn frame(&self) -> &[i16] {
+        &self.out
+    }
+
     pub fn close(&mut self) -> Result<(), DeviceError> {
         self.sink.close()
     }
