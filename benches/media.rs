@@ -52,8 +52,8 @@ const SETTLE: Duration = Duration::from_millis(50);
 /// CPU is averaged over this long.
 const CPU_WINDOW: Duration = Duration::from_secs(10);
 /// The burst file of figure 4: silence, then a tone, looped (whole 20 ms frames).
-const BURST_SILENCE_MS: u32 = 800;
-const BURST_TONE_MS: u32 = 200;
+const BURST_SILENCE_MS: u32 = 300;
+const BURST_TONE_MS: u32 = 100;
 /// How long the two engines talk in figure 4 (several bursts).
 const TWO_ENGINES_TALK: Duration = Duration::from_millis(3500);
 
@@ -129,7 +129,7 @@ impl UaSetup {
             args: args.to_vec(),
             user,
             sip_port,
-            rtp,
+            rtp: rtp_pairs(rtp),
             _dir: None,
         }
     }
@@ -159,7 +159,7 @@ impl UaSetup {
             args: vec!["-f".into(), dir.path().display().to_string()],
             user,
             sip_port,
-            rtp,
+            rtp: rtp_pairs(rtp),
             _dir: Some(dir),
         })
     }
@@ -167,6 +167,12 @@ impl UaSetup {
     fn spawn(&self) -> Result<Ua> {
         spawn_ua(self.kind, &self.program, &self.args)
     }
+}
+
+/// The ports a UA given the RTP range `rtp` may send from: baresip 1.0 rounds an odd first port
+/// down to an even one (its RTP on first − 1), so whole RTP/RTCP pairs around the range.
+fn rtp_pairs(rtp: (u16, u16)) -> (u16, u16) {
+    (rtp.0 & !1, rtp.1 | 1)
 }
 
 fn spawn_ua(kind: Kind, program: &Path, args: &[String]) -> Result<Ua> {
@@ -738,6 +744,23 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok(ticks as f64 / hz)
 }
 
+/// Time on a CPU of the process's threads alive now, in seconds, from each
+/// `/proc/PID/task/TID/schedstat` (nanoseconds: finer than the 10 ms ticks of `stat`).
+fn cpu_seconds_fine(pid: u32) -> Result<f64> {
+    let mut total = 0u64;
+    for task in fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = task?.path().join("schedstat");
+        if let Ok(text) = fs::read_to_string(&path) {
+            total += text
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(total as f64 / 1e9)
+}
+
 fn rss_mib(pid: u32) -> Result<f64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kb: f64 = status
@@ -752,21 +775,25 @@ fn rss_mib(pid: u32) -> Result<f64> {
 #[derive(Clone, Copy, Debug)]
 struct Usage {
     cpu_percent: f64,
+    /// The same from schedstat (threads alive at both ends of the window).
+    cpu_fine_percent: f64,
     rss_mib: f64,
 }
 
 fn measure(ua: &mut Ua) -> Result<Usage> {
     let pid = ua.pid();
-    let (c0, t0) = (cpu_seconds(pid)?, Instant::now());
+    let (c0, f0, t0) = (cpu_seconds(pid)?, cpu_seconds_fine(pid)?, Instant::now());
     // Keep reading its output so that it never blocks on a full pipe.
     let end = t0 + CPU_WINDOW;
     while Instant::now() < end {
         thread::sleep(Duration::from_millis(250));
         ua.drain();
     }
-    let (c1, t1) = (cpu_seconds(pid)?, Instant::now());
+    let (c1, f1, t1) = (cpu_seconds(pid)?, cpu_seconds_fine(pid)?, Instant::now());
+    let secs = (t1 - t0).as_secs_f64();
     Ok(Usage {
-        cpu_percent: 100.0 * (c1 - c0) / (t1 - t0).as_secs_f64(),
+        cpu_percent: 100.0 * (c1 - c0) / secs,
+        cpu_fine_percent: 100.0 * (f1 - f0) / secs,
         rss_mib: rss_mib(pid)?,
     })
 }
@@ -833,7 +860,7 @@ struct MouthToEar {
     measured: Vec<f64>,
     /// B's `stats`: jitter buffer delay, ms.
     jitter_buffer_ms: Option<f64>,
-    /// Wire time A → B of the packets (capture: A's send to … there is one hop on lo; ~0).
+    /// Bursts A's source started during the call (about).
     bursts_sent: usize,
 }
 
@@ -872,9 +899,10 @@ fn two_engines(program: &Path, ports: &PortBlock, work: &Path) -> Result<MouthTo
         "--audio-out".into(),
         "null".into(),
     ]);
+    let (a_rtp_any, b_rtp_any) = (rtp_pairs(a_rtp), rtp_pairs(b_rtp));
     let filter = format!(
         "udp portrange {}-{} or udp portrange {}-{}",
-        a_rtp.0, a_rtp.1, b_rtp.0, b_rtp.1
+        a_rtp_any.0, a_rtp_any.1, b_rtp_any.0, b_rtp_any.1
     );
     let mut capture = Capture::start(work, "two-engines", &filter, a_sip)?;
     let mut b = spawn_ua(Kind::Dialtone, program, &b_args)?;
@@ -909,7 +937,7 @@ fn two_engines(program: &Path, ports: &PortBlock, work: &Path) -> Result<MouthTo
             .map(|f| f.at)
             .ok_or_else(|| anyhow!("no RTP from ports {rtp:?} in the capture"))
     };
-    let (a0, b0) = (first_sent(a_rtp)?, first_sent(b_rtp)?);
+    let (a0, b0) = (first_sent(a_rtp_any)?, first_sent(b_rtp_any)?);
     let (rate, rec) = read_wav(&out)?;
     let loop_ns = i128::from(BURST_SILENCE_MS + BURST_TONE_MS) * 1_000_000;
     let mut measured = Vec::new();
@@ -1189,18 +1217,21 @@ fn print_report(
         let _ = writeln!(out, "| {figure} | {} | {} | {r} |", cell(&d), cell(&b));
     }
     let u = |k: Kind, n: usize| usage.get(&(k, n)).copied();
-    let cpu = |x: Option<Usage>| x.map(|u| u.cpu_percent);
     let rss = |x: Option<Usage>| x.map(|u| u.rss_mib);
-    let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2} %"));
     let mib = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1} MiB"));
+    let fine = |x: Option<Usage>| x.map(|u| u.cpu_fine_percent);
+    let both = |x: Option<Usage>| match x {
+        Some(u) => format!("{:.2} % ({:.3} %)", u.cpu_percent, u.cpu_fine_percent),
+        None => "–".to_string(),
+    };
     for (label, n) in [("idle", 0), ("one PCMU call", 1)] {
         let (d, b) = (u(Kind::Dialtone, n), u(Kind::Baresip, n));
         let _ = writeln!(
             out,
-            "| CPU, {label} | {} | {} | {} |",
-            pct(cpu(d)),
-            pct(cpu(b)),
-            ratio(cpu(d), cpu(b))
+            "| CPU, {label}: stat (schedstat) | {} | {} | {} |",
+            both(d),
+            both(b),
+            ratio(fine(d), fine(b))
         );
         let _ = writeln!(
             out,
@@ -1210,7 +1241,8 @@ fn print_report(
             ratio(rss(d), rss(b))
         );
     }
-    let marginal = |n: usize| match (cpu(u(Kind::Dialtone, n)), cpu(u(Kind::Dialtone, n - 1))) {
+    // From schedstat: stat's 10 ms ticks are ±0.1 % over the window, as much as a call costs.
+    let marginal = |n: usize| match (fine(u(Kind::Dialtone, n)), fine(u(Kind::Dialtone, n - 1))) {
         (Some(a), Some(b)) => Some(a - b),
         _ => None,
     };
@@ -1219,10 +1251,10 @@ fn print_report(
         let m = marginal(n);
         let _ = writeln!(
             out,
-            "| marginal CPU of call {n} (Dialtone; {} with {n} calls, RSS {}) | {} | – | {} of call 1's |",
-            pct(cpu(u(Kind::Dialtone, n))),
+            "| marginal CPU of call {n}, schedstat (Dialtone at {n} calls: {}, RSS {}) | {} | – | {} × call 1's |",
+            both(u(Kind::Dialtone, n)),
             mib(rss(u(Kind::Dialtone, n))),
-            pct(m),
+            m.map_or("–".to_string(), |v| format!("{v:.3} %")),
             ratio(m, first)
         );
     }
@@ -1252,8 +1284,8 @@ fn print_report(
          (407 first); INVITE with credentials leaving → first (echoed) RTP arriving. CPU: \
          utime+stime from /proc/PID/stat over {} s, RSS: VmRSS at the end; Dialtone with \
          tone:440 in and null out, baresip with an aufile tone and aubridge; calls to the sipp \
-         echo (PCMU); marginal CPU of call n = CPU with n calls − with n−1 (clock ticks of 10 ms: \
-         ±0.1 % per figure). Mouth-to-ear: see the bench's doc comment.",
+         echo (PCMU); in parentheses the same from /proc/PID/task/*/schedstat (ns); marginal CPU of call n = \
+         schedstat CPU with n calls − with n−1. Mouth-to-ear: see the bench's doc comment.",
         CPU_WINDOW.as_secs()
     );
     let cpu_name = fs::read_to_string("/proc/cpuinfo")
