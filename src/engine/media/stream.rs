@@ -122,6 +122,9 @@ impl Stream {
             samples_per_frame: decoder.frame_samples() as u32,
             jitter: JitterBuffer::new(JitterConfig {
                 clock_rate: clock,
+                // Start at one frame: a quiet link plays with the least delay (mouth-to-ear),
+                // and measured jitter grows the target at once.
+                initial_delay_ms: 20,
                 ..JitterConfig::default()
             }),
             up: Resampler::new(clock, HUB_RATE),
