@@ -50,6 +50,8 @@ pub enum Command {
     },
     /// End a call in any state: CANCEL while calling, BYE once established, reject while ringing.
     Hangup { call: CallId },
+    /// Mute (or unmute) our microphone on one call: the call keeps sending RTP, with silence.
+    Mute { call: CallId, muted: bool },
     /// Put an established call on hold (re-INVITE with `a=sendonly`).
     Hold { call: CallId },
     /// Take a held call off hold (re-INVITE with `a=sendrecv`).
@@ -136,6 +138,9 @@ pub struct CallStats {
     pub local_rtp_port: Option<u16>,
     /// Seconds since the call was established (0 before).
     pub duration_s: f64,
+    /// Our microphone is muted on this call.
+    #[serde(default)]
+    pub muted: bool,
     /// The audio is SRTP (`RTP/SAVP` with SDES keys agreed).
     #[serde(default)]
     pub srtp: bool,

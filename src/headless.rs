@@ -87,6 +87,14 @@ fn parse_command(line: &str, calls: &Calls) -> Result<Option<Command>, String> {
         "hangup" | "bye" => Command::Hangup {
             call: id(arg, newest_live)?,
         },
+        "mute" => Command::Mute {
+            call: id(arg, newest_live)?,
+            muted: true,
+        },
+        "unmute" => Command::Mute {
+            call: id(arg, newest_live)?,
+            muted: false,
+        },
         "hold" => Command::Hold {
             call: id(arg, None)?,
         },

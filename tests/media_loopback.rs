@@ -490,3 +490,47 @@ fn level_events_meter_the_microphone_and_each_call_about_ten_times_a_second() {
     assert_eq!(calls[0].call, b_call);
     assert!((-16.0..=-10.0).contains(&calls[0].output_dbfs), "{calls:?}");
 }
+
+#[test]
+fn muting_sends_silence_and_keeps_the_call_and_its_rtp() {
+    let dir = tempfile::tempdir().unwrap();
+    let b_wav = dir.path().join("b.wav");
+    let (a, mut a_ev) = engine("tone:440", "null", false);
+    let (b, mut b_ev) = engine("silence", &format!("wav:{}", b_wav.display()), true);
+    a.send(Command::Call {
+        uri: format!("sip:b@{}", b.local_addr()),
+        account: None,
+    });
+    let call = established(&mut a_ev);
+    established(&mut b_ev);
+    std::thread::sleep(Duration::from_millis(800));
+    a.send(Command::Mute { call, muted: true });
+    std::thread::sleep(Duration::from_millis(100));
+    let (before, _) = stats(&a, &mut a_ev);
+    std::thread::sleep(Duration::from_millis(800));
+    let (after, _) = stats(&a, &mut a_ev);
+    let sent = |c: &CallFigures| c[0].1.expect("media").packets_sent;
+    assert!(
+        sent(&after) >= sent(&before) + 30,
+        "RTP keeps flowing while muted"
+    );
+    a.send(Command::Hangup { call });
+    wait_for(&mut b_ev, "ended", |e| {
+        matches!(
+            e,
+            Event::Call {
+                state: CallState::Ended,
+                ..
+            }
+        )
+    });
+    a.shutdown();
+    b.shutdown();
+    let s = read_wav(&b_wav).unwrap().samples;
+    assert!(s.len() >= 72_000, "{}", s.len());
+    let tone = dominant_tone(&s[9_600..33_600], 48_000, &[440.0, 1000.0]);
+    assert_eq!(tone.map(|t| t.0), Some(440.0), "before muting: {tone:?}");
+    let tail = &s[s.len() - 28_800..s.len() - 4_800];
+    let loudest = tail.iter().map(|&x| i32::from(x).abs()).max().unwrap_or(0);
+    assert!(loudest < 300, "muted, B hears silence (peak {loudest})");
+}

@@ -121,6 +121,8 @@ impl MediaEngine {
         if let Some(s) = self.streams.get_mut(&call)
             && s.update(params.clone())
         {
+            // Muting picks another (silent) encoder: drop the ones no call uses now.
+            self.retain_codecs();
             return Ok(());
         }
         let stream = Stream::new(params, now, std::time::SystemTime::now())?;
@@ -140,7 +142,11 @@ impl MediaEngine {
     }
 
     fn retain_codecs(&mut self) {
-        let used: Vec<CodecKey> = self.streams.values().map(|s| s.key.clone()).collect();
+        let used: Vec<(CodecKey, bool)> = self
+            .streams
+            .values()
+            .map(|s| (s.key.clone(), s.params.muted))
+            .collect();
         self.hub.retain_codecs(&used);
     }
 
@@ -180,7 +186,7 @@ impl MediaEngine {
                 continue;
             }
             let key = s.key.clone();
-            let Some(payload) = self.hub.payload(&key, &s.params.codec) else {
+            let Some(payload) = self.hub.payload(&key, &s.params.codec, s.params.muted) else {
                 continue;
             };
             let mut pkts = Vec::new();
@@ -302,6 +308,7 @@ mod tests {
             dtmf: None,
             send: true,
             recv: true,
+            muted: false,
             srtp: None,
         }
     }

@@ -24,7 +24,8 @@ pub struct CaptureHub {
     source: Box<dyn AudioSource>,
     pub spec: InputSpec,
     frame: Vec<i16>,
-    encoders: HashMap<CodecKey, Encoder>,
+    /// One encoder per codec, and one more per codec for muted calls (fed silence).
+    encoders: HashMap<(CodecKey, bool), Encoder>,
     /// How many times an input device was opened (1 for the life of the engine).
     pub opens: u32,
     pub frames_captured: u64,
@@ -99,8 +100,9 @@ impl CaptureHub {
 
     /// The current frame encoded with `spec`'s codec: encoded on first request in a tick, then
     /// shared by every call that asks for the same codec.
-    pub fn payload(&mut self, key: &CodecKey, spec: &CodecSpec) -> Option<&[u8]> {
-        if !self.encoders.contains_key(key) {
+    pub fn payload(&mut self, key: &CodecKey, spec: &CodecSpec, muted: bool) -> Option<&[u8]> {
+        let key = (key.clone(), muted);
+        if !self.encoders.contains_key(&key) {
             let codec = codec_for(spec)?;
             let down = Resampler::new(HUB_RATE, codec.clock_rate());
             self.encoders.insert(
@@ -114,11 +116,15 @@ impl CaptureHub {
                 },
             );
         }
-        let e = self.encoders.get_mut(key)?;
+        let e = self.encoders.get_mut(&key)?;
         if !e.ready {
             e.pcm.clear();
-            e.down.process(&self.frame, &mut e.pcm);
-            e.pcm.resize(e.codec.frame_samples(), 0);
+            if muted {
+                e.pcm.resize(e.codec.frame_samples(), 0);
+            } else {
+                e.down.process(&self.frame, &mut e.pcm);
+                e.pcm.resize(e.codec.frame_samples(), 0);
+            }
             e.payload.clear();
             if let Err(err) = e.codec.encode(&e.pcm, &mut e.payload) {
                 tracing::warn!("encoding {} failed: {err}", spec.label());
@@ -131,7 +137,7 @@ impl CaptureHub {
     }
 
     /// Drops encoders no call uses any more.
-    pub fn retain_codecs(&mut self, used: &[CodecKey]) {
+    pub fn retain_codecs(&mut self, used: &[(CodecKey, bool)]) {
         self.encoders.retain(|k, _| used.contains(k));
     }
 }

@@ -32,6 +32,8 @@ pub struct MediaParams {
     pub dtmf: Option<CodecSpec>,
     /// Send our audio (not on hold either way).
     pub send: bool,
+    /// Send silence instead of the microphone (the call keeps its RTP flowing).
+    pub muted: bool,
     /// Play theirs (we did not put the call on hold).
     pub recv: bool,
     /// The SDES keys agreed in SDP when the stream is `RTP/SAVP`: every packet sent is

@@ -60,6 +60,8 @@ pub struct Call {
     pub peer: String,
     pub phase: Phase,
     pub hold: HoldState,
+    /// Our microphone is muted on this call (silence is sent).
+    pub muted: bool,
     pub created_at: Instant,
     pub established_at: Option<Instant>,
     /// Transport and first hop of requests outside the dialog (INVITE, CANCEL).
@@ -134,6 +136,7 @@ impl Call {
                 local: false,
                 remote: false,
             },
+            muted: false,
             created_at: now,
             established_at: None,
             target,
@@ -270,6 +273,7 @@ impl Call {
                 .map(|t| now.saturating_duration_since(t).as_secs_f64())
                 .unwrap_or(0.0),
             media: None,
+            muted: self.muted,
         }
     }
 
@@ -298,6 +302,7 @@ impl Call {
             dtmf: n.dtmf.clone(),
             send,
             recv,
+            muted: self.muted,
             srtp,
         })
     }

@@ -284,6 +284,10 @@ impl UserAgent {
             Command::Hold { call } => self.set_hold(call, true, now),
             Command::Resume { call } => self.set_hold(call, false, now),
             Command::Dtmf { call, digits } => self.send_dtmf(call, &digits, now),
+            Command::Mute { call, muted } => match self.calls.get_mut(&call) {
+                Some(c) if c.phase != Phase::Ended => c.muted = muted,
+                _ => self.error(format!("no call {call} to mute")),
+            },
             // Handled by the runtime's media edge before they reach the SIP side.
             Command::SetAudioInput { .. } | Command::SetAudioOutput { .. } => {}
             Command::Register { account } => {
