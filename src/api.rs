@@ -64,6 +64,8 @@ pub enum Command {
     SetAudioInput { spec: String },
     /// Switch the speaker under every call: `default`, `device:NAME`, `wav:FILE` or `null`.
     SetAudioOutput { spec: String },
+    /// Enumerate the audio devices afresh (after a device was plugged in or out): a `devices` event.
+    ListDevices,
     /// (Re-)register an account now, e.g. after a failure the user wants to retry.
     Register { account: AccountId },
     /// Ask for a `Stats` event.
@@ -251,6 +253,11 @@ pub enum Event {
     Levels {
         input_dbfs: f32,
         calls: Vec<CallLevel>,
+    },
+    /// The audio devices present now (names usable as `device:NAME`), answering `ListDevices`.
+    Devices {
+        inputs: Vec<String>,
+        outputs: Vec<String>,
     },
     Stats {
         calls: Vec<CallStats>,

@@ -4,7 +4,7 @@
 //!
 //! Commands: `call URI [ACCOUNT]`, `answer [ID]`, `reject [ID]`, `decline [ID]`, `hangup [ID]`,
 //! `hold ID`, `resume ID`, `dtmf [ID] DIGITS`, `audio-in SPEC`, `audio-out SPEC`,
-//! `register [ACCOUNT]`, `stats`, `quit`. Without an ID, `answer`/`reject`
+//! `devices`, `register [ACCOUNT]`, `stats`, `quit`. Without an ID, `answer`/`reject`
 //! take the newest ringing incoming call and `hangup` the newest live call.
 
 use crate::api::{AccountId, CallId, CallState, Command, Event};
@@ -130,6 +130,7 @@ fn parse_command(line: &str, calls: &Calls) -> Result<Option<Command>, String> {
                 .ok_or("audio-out: want a sink (default, device:NAME, wav:FILE, null)")?
                 .to_string(),
         },
+        "devices" => Command::ListDevices,
         "stats" => Command::Stats,
         "quit" | "exit" => Command::Quit,
         other => return Err(format!("unknown command {other:?}")),

@@ -187,6 +187,18 @@ fn the_default_microphone_feeds_a_call() {
         "A kept the real input: {devices:?}"
     );
     assert_eq!(devices.input_opens, 1);
+    // A fresh enumeration, as a settings page asks for one.
+    a.send(Command::ListDevices);
+    match wait_for(&mut a_ev, "devices", |e| matches!(e, Event::Devices { .. })) {
+        Event::Devices { inputs, outputs } => {
+            assert!(
+                inputs.iter().any(|d| d.contains("loop.monitor")),
+                "{inputs:?}"
+            );
+            assert!(outputs.iter().any(|d| d.contains("loop")), "{outputs:?}");
+        }
+        _ => unreachable!(),
+    }
     a.send(Command::Hangup { call });
     wait_for(&mut b_ev, "B's call ending", |e| {
         matches!(

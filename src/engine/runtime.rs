@@ -85,6 +85,18 @@ pub async fn run(
                             let _ = events.send(Event::Error { message: format!("audio output: {e}") });
                         }
                     }
+                    Some(Command::ListDevices) => {
+                        // Enumerating can take a while on some hosts: off the I/O loop.
+                        let events = events.clone();
+                        let waker = waker.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let (inputs, outputs) = crate::engine::media::devices::list_devices();
+                            let _ = events.send(Event::Devices { inputs, outputs });
+                            if let Some(w) = waker {
+                                w();
+                            }
+                        });
+                    }
                     Some(c) => ua.handle_command(c, Instant::now()),
                     None => {
                         // Every handle is gone: stop cleanly.

@@ -289,7 +289,9 @@ impl UserAgent {
                 _ => self.error(format!("no call {call} to mute")),
             },
             // Handled by the runtime's media edge before they reach the SIP side.
-            Command::SetAudioInput { .. } | Command::SetAudioOutput { .. } => {}
+            Command::SetAudioInput { .. }
+            | Command::SetAudioOutput { .. }
+            | Command::ListDevices => {}
             Command::Register { account } => {
                 match self.accounts.iter().position(|a| a.id == account) {
                     Some(i) => {
