@@ -427,6 +427,17 @@ impl Message {
         });
     }
 
+    /// Puts a header line first (a Via we add on top of the ones a request carries).
+    pub fn push_top_header(&mut self, name: &str, value: impl Into<String>) {
+        self.headers.insert(
+            0,
+            Header {
+                name: canonical_name(name),
+                value: value.into(),
+            },
+        );
+    }
+
     /// Replaces every line of a header with one value.
     pub fn set_header(&mut self, name: &str, value: impl Into<String>) {
         let name = canonical_name(name);

@@ -16,13 +16,7 @@ impl UserAgent {
             Some(n) => dialog.ack(n),
             None => dialog.request(method.clone()),
         };
-        req.headers.insert(
-            0,
-            crate::engine::sip::message::Header {
-                name: "Via".into(),
-                value: self.via(target.transport, &branch),
-            },
-        );
+        req.push_top_header("Via", self.via(target.transport, &branch));
         if method != Method::Ack {
             req.push_header("User-Agent", self.cfg.user_agent.clone());
         }

@@ -174,29 +174,20 @@ impl UserAgent {
     }
 
     pub(super) fn resend_invite_with_auth(&mut self, id: CallId, now: Instant) {
-        let sent_by = self.sent_by();
+        let branch = new_branch();
+        let Some(transport) = self.calls.get(&id).map(|c| c.target.transport) else {
+            return;
+        };
+        let via = self.via(transport, &branch);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let Some(old) = call.invite.clone() else {
+        let Some(mut req) = call.invite.clone() else {
             return;
         };
-        let Ok((seq, _)) = old.cseq() else { return };
-        let branch = new_branch();
-        let mut req = old;
-        let transport = call.target.transport;
+        let Ok((seq, _)) = req.cseq() else { return };
         req.remove_header("Via");
-        req.headers.insert(
-            0,
-            crate::engine::sip::message::Header {
-                name: "Via".into(),
-                value: format!(
-                    "SIP/2.0/{} {};branch={branch};rport",
-                    transport.via_token(),
-                    sent_by
-                ),
-            },
-        );
+        req.push_top_header("Via", via);
         req.set_header("CSeq", format!("{} INVITE", seq + 1));
         if let Some(a) = call.auth.as_mut() {
             a.apply(&mut req);
