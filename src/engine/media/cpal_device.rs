@@ -274,6 +274,39 @@ impl Drop for StreamThread {
     }
 }
 
+/// Builds a stream for the device's sample format: `$build::<T>(args…)` with the matching `T`.
+macro_rules! by_sample_format {
+    ($format:expr, $what:expr, $build:ident($($arg:expr),* $(,)?)) => {
+        match $format {
+            SampleFormat::I16 => $build::<i16>($($arg),*),
+            SampleFormat::F32 => $build::<f32>($($arg),*),
+            SampleFormat::I32 => $build::<i32>($($arg),*),
+            SampleFormat::U8 => $build::<u8>($($arg),*),
+            SampleFormat::U16 => $build::<u16>($($arg),*),
+            f => Err(unsupported($what, f)),
+        }
+    };
+}
+
+/// Starts a built stream and logs what was opened; returns the device's label.
+fn play(
+    stream: &cpal::Stream,
+    device: &cpal::Device,
+    config: &cpal::StreamConfig,
+    format: SampleFormat,
+    what: &str,
+) -> Result<String, DeviceError> {
+    stream.play().map_err(cpal_err(what))?;
+    let label = label(device);
+    tracing::info!(
+        "{what}: {label}, {} Hz, {} channel(s), {format}, {:?}",
+        config.sample_rate,
+        config.channels,
+        config.buffer_size
+    );
+    Ok(label)
+}
+
 fn cpal_err(what: &str) -> impl Fn(cpal::Error) -> DeviceError + '_ {
     move |e| DeviceError::Audio {
         what: what.to_string(),
@@ -328,32 +361,12 @@ impl CpalSource {
             // One second at the device's rate: far more than the hub ever lets accumulate.
             let (producer, consumer) = RingBuffer::<i16>::new(config.sample_rate as usize);
             let channels = usize::from(config.channels.max(1));
-            let stream = match format {
-                SampleFormat::I16 => {
-                    build_input::<i16>(&device, &config, channels, producer, &shared2, &what2)
-                }
-                SampleFormat::F32 => {
-                    build_input::<f32>(&device, &config, channels, producer, &shared2, &what2)
-                }
-                SampleFormat::I32 => {
-                    build_input::<i32>(&device, &config, channels, producer, &shared2, &what2)
-                }
-                SampleFormat::U8 => {
-                    build_input::<u8>(&device, &config, channels, producer, &shared2, &what2)
-                }
-                SampleFormat::U16 => {
-                    build_input::<u16>(&device, &config, channels, producer, &shared2, &what2)
-                }
-                f => Err(unsupported(&what2, f)),
-            }?;
-            stream.play().map_err(cpal_err(&what2))?;
-            let label = label(&device);
-            tracing::info!(
-                "{what2}: {label}, {} Hz, {} channel(s), {format}, {:?}",
-                config.sample_rate,
-                config.channels,
-                config.buffer_size
-            );
+            let stream = by_sample_format!(
+                format,
+                &what2,
+                build_input(&device, &config, channels, producer, &shared2, &what2)
+            )?;
+            let label = play(&stream, &device, &config, format, &what2)?;
             Ok((
                 stream,
                 Opened {
@@ -497,32 +510,12 @@ impl CpalSink {
             // Half a second at the device's rate; `write` keeps it far emptier.
             let (producer, consumer) = RingBuffer::<i16>::new(config.sample_rate as usize / 2);
             let channels = usize::from(config.channels.max(1));
-            let stream = match format {
-                SampleFormat::I16 => {
-                    build_output::<i16>(&device, &config, channels, consumer, &shared2, &what2)
-                }
-                SampleFormat::F32 => {
-                    build_output::<f32>(&device, &config, channels, consumer, &shared2, &what2)
-                }
-                SampleFormat::I32 => {
-                    build_output::<i32>(&device, &config, channels, consumer, &shared2, &what2)
-                }
-                SampleFormat::U8 => {
-                    build_output::<u8>(&device, &config, channels, consumer, &shared2, &what2)
-                }
-                SampleFormat::U16 => {
-                    build_output::<u16>(&device, &config, channels, consumer, &shared2, &what2)
-                }
-                f => Err(unsupported(&what2, f)),
-            }?;
-            stream.play().map_err(cpal_err(&what2))?;
-            let label = label(&device);
-            tracing::info!(
-                "{what2}: {label}, {} Hz, {} channel(s), {format}, {:?}",
-                config.sample_rate,
-                config.channels,
-                config.buffer_size
-            );
+            let stream = by_sample_format!(
+                format,
+                &what2,
+                build_output(&device, &config, channels, consumer, &shared2, &what2)
+            )?;
+            let label = play(&stream, &device, &config, format, &what2)?;
             Ok((
                 stream,
                 Opened {
