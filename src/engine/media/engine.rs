@@ -185,8 +185,7 @@ impl MediaEngine {
             if !s.params.send || s.params.remote.is_none() {
                 continue;
             }
-            let key = s.key.clone();
-            let Some(payload) = self.hub.payload(&key, &s.params.codec, s.params.muted) else {
+            let Some(payload) = self.hub.payload(&s.key, &s.params.codec, s.params.muted) else {
                 continue;
             };
             let mut pkts = Vec::new();
