@@ -27,12 +27,17 @@ for arg in "$@"; do
 done
 
 BUILD_PACKAGES=(build-essential pkg-config cmake nasm libclang-dev libasound2-dev libvpx-dev ca-certificates curl)
+# The window (winit + glow load these at run time): OpenGL through Mesa, X11 input/cursor/keyboard.
+BUILD_PACKAGES+=(libgl1-mesa-dri libegl1 libglx-mesa0 libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6 libx11-xcb1)
 # Test peers: kamailio (registrar/proxy), sip-tester (sipp, and its g711a.pcap), baresip (UA and its
 # modules), sox (audio files), procps (ps/kill), iproute2 (ss, for debugging port use), tshark
 # (dumpcap + tshark: the wire capture of benches/sip_latency.rs), pulseaudio + pulseaudio-utils
 # (pactl): a private sound server with a null sink for the real-device tests (tests/audio_devices.rs).
 # Building needs no PulseAudio library: cpal's pulseaudio host is a pure-Rust client.
 PEER_PACKAGES=(kamailio sip-tester baresip baresip-core sox procps iproute2 tshark pulseaudio pulseaudio-utils)
+# A real window in the tests: a virtual X server (xvfb, xauth), xdotool to find and click windows,
+# x11-utils (xwininfo) and imagemagick (import) for screenshots.
+PEER_PACKAGES+=(xvfb xauth xdotool x11-utils imagemagick)
 [ "$build_only" = 1 ] && PEER_PACKAGES=()
 # shellcheck disable=SC2206
 PACKAGES=("${BUILD_PACKAGES[@]}" "${PEER_PACKAGES[@]}" ${EXTRA_PACKAGES:-})

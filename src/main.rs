@@ -162,11 +162,8 @@ fn main() {
         }
     };
     if !cli.headless {
-        eprintln!(
-            "dialtone: the desktop window is not built yet (issue #4); run `dialtone --headless` \
-             for the engine with JSON events on stdout and commands on stdin"
-        );
-        std::process::exit(2);
+        let dial = cli.call.clone().or(cli.uri.clone());
+        std::process::exit(dialtone::app::launch::run(settings, dial));
     }
     let duration = match cli.duration {
         Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),

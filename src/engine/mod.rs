@@ -27,6 +27,18 @@ pub enum EngineError {
     Thread(String),
 }
 
+/// A cloneable way to queue commands; never blocks.
+#[derive(Clone)]
+pub struct CommandSender(mpsc::UnboundedSender<Command>);
+
+impl CommandSender {
+    pub fn send(&self, cmd: Command) {
+        if self.0.send(cmd).is_err() {
+            tracing::debug!("engine already stopped; command dropped");
+        }
+    }
+}
+
 /// A running engine. Dropping it shuts the engine down cleanly (calls hung up, accounts
 /// un-registered, bounded to a few seconds).
 pub struct Engine {
@@ -81,6 +93,11 @@ impl Engine {
         if self.commands.send(cmd).is_err() {
             tracing::debug!("engine already stopped; command dropped");
         }
+    }
+
+    /// A sender for commands that can live on another thread than the handle (the UI's closure).
+    pub fn commands(&self) -> CommandSender {
+        CommandSender(self.commands.clone())
     }
 
     /// The SIP address others reach us on (advertised IP, bound port).

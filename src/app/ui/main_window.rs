@@ -1,0 +1,164 @@
+//! The main window: account status, the address field, the pages (keypad, settings …) and a strip
+//! with the calls that are live.
+
+use crate::app::model::AccountState;
+use crate::app::theme::{self, icon};
+use crate::app::{DialtoneApp, Page};
+use egui::{Key, RichText, Ui};
+
+pub fn show(app: &mut DialtoneApp, ui: &mut Ui) {
+    egui::Panel::top("status").show(ui, |ui| {
+        ui.add_space(4.0);
+        accounts(app, ui);
+        notices(app, ui);
+        ui.add_space(4.0);
+        address_row(app, ui);
+        ui.add_space(4.0);
+        tabs(app, ui);
+        ui.add_space(2.0);
+    });
+    if app.model.any_live() {
+        egui::Panel::bottom("live-calls").show(ui, |ui| live_calls(app, ui));
+    }
+    egui::CentralPanel::default_margins().show(ui, |ui| match app.page {
+        Page::Keypad => keypad_page(app, ui),
+        Page::Settings => {
+            ui.label("Settings");
+        }
+    });
+}
+
+fn accounts(app: &mut DialtoneApp, ui: &mut Ui) {
+    if app.model.accounts.is_empty() {
+        ui.horizontal(|ui| {
+            theme::status_dot(ui, theme::GREY);
+            ui.label("No account: direct sip: calls and the echo test work.");
+        });
+        return;
+    }
+    let mut retry = None;
+    for a in &app.model.accounts {
+        ui.horizontal(|ui| {
+            let (color, text) = match &a.state {
+                AccountState::Registered => (theme::GREEN, "Registered".to_string()),
+                AccountState::Registering => (theme::AMBER, "Registering…".to_string()),
+                AccountState::Offline => (theme::GREY, "Offline".to_string()),
+                AccountState::Failed { reason } => (theme::RED, format!("Failed: {reason}")),
+            };
+            theme::status_dot(ui, color);
+            ui.label(RichText::new(a.aor.trim_start_matches("sip:")).strong());
+            ui.label(RichText::new(text).color(color));
+            if matches!(a.state, AccountState::Failed { .. } | AccountState::Offline)
+                && ui
+                    .small_button("Retry")
+                    .on_hover_text("Register this account again now")
+                    .clicked()
+            {
+                retry = Some(a.id);
+            }
+        });
+    }
+    if let Some(account) = retry {
+        app.send(crate::api::Command::Register { account });
+    }
+}
+
+fn notices(app: &mut DialtoneApp, ui: &mut Ui) {
+    let mut dismiss = None;
+    for (i, n) in app.model.notices.iter().enumerate() {
+        egui::Frame::new()
+            .fill(theme::RED.gamma_multiply(0.15))
+            .corner_radius(6)
+            .inner_margin(6)
+            .show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    ui.label(RichText::new(&n.text).color(theme::RED));
+                    if ui
+                        .small_button("✕")
+                        .on_hover_text("Dismiss this message")
+                        .clicked()
+                    {
+                        dismiss = Some(i);
+                    }
+                });
+            });
+    }
+    if let Some(i) = dismiss {
+        app.model.notices.remove(i);
+    }
+}
+
+fn address_row(app: &mut DialtoneApp, ui: &mut Ui) {
+    ui.horizontal(|ui| {
+        let width = (ui.available_width() - 126.0).max(120.0);
+        let edit = egui::TextEdit::singleline(&mut app.address)
+            .hint_text("Name, number or sip: address")
+            .desired_width(width);
+        let resp = ui
+            .add(edit)
+            .on_hover_text("Type a number or address, Enter calls");
+        theme::accessible_name(ui, &resp, "Address");
+        let enter = resp.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+        let call = theme::filled_button(ui, Some(icon::CALL), "Call", theme::GREEN)
+            .on_hover_text("Call this address (Enter)");
+        if enter || call.clicked() {
+            let target = std::mem::take(&mut app.address);
+            app.dial(&target);
+        }
+    });
+}
+
+fn tabs(app: &mut DialtoneApp, ui: &mut Ui) {
+    ui.horizontal(|ui| {
+        for (page, ic, label) in [
+            (Page::Keypad, icon::KEYPAD, "Keypad"),
+            (Page::Settings, icon::SETTINGS, "Settings"),
+        ] {
+            if theme::tab(ui, app.page == page, ic, label).clicked() {
+                app.page = page;
+            }
+        }
+    });
+}
+
+fn keypad_page(app: &mut DialtoneApp, ui: &mut Ui) {
+    ui.vertical_centered(|ui| {
+        ui.add_space(8.0);
+        if let Some(d) = super::keypad::show(ui, 48.0) {
+            app.address.push(d);
+        }
+        ui.add_space(8.0);
+        if let Some(uri) = app.echo_uri.clone()
+            && theme::icon_button(ui, icon::ECHO, "Echo test")
+                .on_hover_text("Call the built-in echo service and hear your own microphone")
+                .clicked()
+        {
+            app.dial(&uri);
+        }
+    });
+}
+
+fn live_calls(app: &mut DialtoneApp, ui: &mut Ui) {
+    let now = std::time::Instant::now();
+    for c in app.model.calls.values() {
+        if c.is_ended() {
+            continue;
+        }
+        ui.horizontal(|ui| {
+            theme::avatar(ui, &c.name, 22.0);
+            ui.label(RichText::new(&c.name).strong());
+            ui.label(c.status_text(now));
+            if !c.ringing_popup
+                && ui
+                    .small_button("Show")
+                    .on_hover_text("Bring this call's window to the front")
+                    .clicked()
+            {
+                ui.ctx().send_viewport_cmd_to(
+                    super::call_window::viewport_id(c.id),
+                    egui::ViewportCommand::Focus,
+                );
+            }
+        });
+    }
+}
