@@ -164,7 +164,14 @@ impl eframe::App for DialtoneApp {
         let now = Instant::now();
         self.model.sweep(now);
         self.poll_stats(now);
-        if self.model.any_live() {
+        if self
+            .model
+            .ringing()
+            .any(|c| now.duration_since(c.started) < Duration::from_secs(1))
+        {
+            // A popup window was just created: paint it at once, not at the next tick.
+            ctx.request_repaint_after(Duration::from_millis(30));
+        } else if self.model.any_live() {
             // Durations tick; ended calls' windows linger then close.
             ctx.request_repaint_after(Duration::from_millis(500));
         }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dialtone;
+pub mod gui;
 pub mod peers;
 pub mod pulse;
 pub mod registrar;

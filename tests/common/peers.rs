@@ -99,6 +99,9 @@ pub fn find_program(bin: &str) -> Option<PathBuf> {
 fn package_of(bin: &str) -> &str {
     match bin {
         "sipp" => "sip-tester",
+        "Xvfb" => "xvfb",
+        "import" => "imagemagick",
+        "xwininfo" => "x11-utils",
         other => other,
     }
 }

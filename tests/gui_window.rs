@@ -1,0 +1,147 @@
+//! One real window under Xvfb: the app registers a test account at Kamailio, a second Dialtone
+//! (headless) calls it, the incoming popup appears, xdotool clicks its green Accept button, the
+//! call window opens with audio flowing, a screenshot is taken, and the red Hang-up button ends it.
+//!
+//! Screenshots land in `target/gui-shots/`; with `DIALTONE_UPDATE_SCREENSHOTS=1` they also replace
+//! the README's `docs/screenshots/*.png`.
+
+mod common;
+
+use anyhow::{Context, Result, bail};
+use common::dialtone::{Dialtone, call_state, registration};
+use common::gui::{Gui, Xvfb};
+use common::peers::{Kamailio, PortBlock, WAIT};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const GREEN: [u8; 3] = [0x22, 0xa5, 0x5a];
+const RED: [u8; 3] = [0xe0, 0x3e, 0x3e];
+
+fn shots_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("gui-shots");
+    std::fs::create_dir_all(&dir).expect("creating the screenshot dir");
+    dir
+}
+
+fn keep_screenshot(from: &std::path::Path, name: &str) {
+    if std::env::var_os("DIALTONE_UPDATE_SCREENSHOTS").is_some() {
+        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+        std::fs::create_dir_all(&docs).expect("creating docs/screenshots");
+        std::fs::copy(from, docs.join(name)).expect("copying the screenshot");
+    }
+}
+
+/// Calls `to` from `bob` until the call rings (the app may still be registering).
+fn call_until_ringing(bob: &mut Dialtone, to: &str) -> Result<()> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        bob.send(&format!("call {to}"))?;
+        let ev = bob.wait_event(
+            |e| call_state("ringing")(e) || call_state("ended")(e) || call_state("established")(e),
+            WAIT,
+        )?;
+        if ev["state"] == "ringing" {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("the app never rang: last event {ev}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn incoming_call_popup_accepted_with_a_click_opens_the_call_window() -> Result<()> {
+    let ports = PortBlock::acquire();
+    let kam = Kamailio::start(ports.port(), ports.port())?;
+    let x = Xvfb::start()?;
+    let app_port = ports.sip_port();
+    let (rtp_lo, rtp_hi) = ports.rtp_ports(10);
+    let mut app = Gui::start(
+        &x,
+        &[
+            "--account",
+            &kam.uri("alice"),
+            "--password",
+            "alicepw",
+            "--listen",
+            &format!("127.0.0.1:{app_port}"),
+            "--rtp-ports",
+            &format!("{rtp_lo}-{rtp_hi}"),
+            "--audio-in",
+            "tone:440",
+            "--audio-out",
+            "null",
+        ],
+    )?;
+    let (main, _) = x
+        .wait_window(app.pid(), "^Dialtone$", Duration::from_secs(20))
+        .context(app.log())?;
+    let shots = shots_dir();
+    x.screenshot(Some(main), &shots.join("main.png"))?;
+
+    let bob_port = ports.sip_port();
+    let (b_lo, b_hi) = ports.rtp_ports(10);
+    let mut bob = Dialtone::start(
+        "bob",
+        [
+            "--account",
+            &kam.uri("bob"),
+            "--password",
+            "bobpw",
+            "--listen",
+            &format!("127.0.0.1:{bob_port}"),
+            "--rtp-ports",
+            &format!("{b_lo}-{b_hi}"),
+            "--display-name",
+            "Bob Builder",
+        ],
+    )?;
+    bob.wait_event(registration("registered"), WAIT)?;
+    call_until_ringing(&mut bob, &kam.uri("alice"))?;
+
+    let (popup, _) = x
+        .wait_window(app.pid(), "^Incoming call from Bob Builder", WAIT)
+        .with_context(|| app.log())?;
+    // The popup names the caller; its Accept button is the green one.
+    x.wait_color(popup, GREEN, &shots.join("popup.png"), WAIT)?;
+    x.click_color(popup, GREEN, &shots.join("popup-click.png"))?;
+    bob.wait_event(call_state("established"), WAIT)
+        .with_context(|| app.log())?;
+
+    let (call_window, _) = x
+        .wait_window(app.pid(), "^Bob Builder .*Dialtone$", WAIT)
+        .with_context(|| app.log())?;
+    assert!(
+        !x.has_window(app.pid(), "^Incoming call from"),
+        "the popup closes once the call is accepted"
+    );
+    // Audio flows both ways through the call the click answered.
+    std::thread::sleep(Duration::from_secs(1));
+    let stats = bob.stats(WAIT)?;
+    let received = stats["calls"][0]["media"]["packets_received"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(received > 10, "bob hears the app: {stats}");
+
+    let shot = shots.join("call.png");
+    let img = x.screenshot(Some(call_window), &shot)?;
+    assert!(
+        img.count(RED, 12) > 200,
+        "the call window shows its red Hang-up button"
+    );
+    keep_screenshot(&shot, "call.png");
+    keep_screenshot(&shots.join("main.png"), "main.png");
+
+    x.click_color(call_window, RED, &shots.join("call-click.png"))?;
+    bob.wait_event(call_state("ended"), WAIT)
+        .with_context(|| app.log())?;
+    assert!(
+        app.exited().is_none(),
+        "the app keeps running after the call"
+    );
+    Ok(())
+}
