@@ -3,5 +3,6 @@
 //! turning `sip:`/`tel:` links into dial targets. Nothing here touches the engine; the app calls it.
 
 pub mod dial_target;
+pub mod single_instance;
 
 pub use dial_target::dial_target_from_arg;
