@@ -5,6 +5,7 @@
 pub mod assets;
 pub mod dial_target;
 pub mod install;
+pub mod notify;
 pub mod single_instance;
 
 pub use dial_target::dial_target_from_arg;
