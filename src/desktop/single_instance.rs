@@ -593,7 +593,7 @@ mod tests {
             Instance::Secondary
         ));
         assert!(
-            start.elapsed() < Duration::from_millis(500),
+            start.elapsed() < Duration::from_secs(1),
             "took {:?}",
             start.elapsed()
         );
