@@ -6,15 +6,19 @@
 # when not root. It never installs Rust: it checks that cargo (with rustfmt and clippy) is there and
 # says how to get it when it is not.
 #
-# Usage: scripts/install-deps.sh [--build-only]
+# Usage: scripts/install-deps.sh [--build-only] [--assets]
 #   --build-only   only what building needs, not the test peers (scripts/run.sh)
+#   --assets       also the tools of scripts/render-assets.sh (rsvg-convert, sox), for changing the
+#                  icon or ring tone; their outputs are committed, so nobody else needs them
 #   EXTRA_PACKAGES="pkg1 pkg2" adds packages.
 set -euo pipefail
 
 build_only=0
+assets=0
 for arg in "$@"; do
 	case $arg in
 	--build-only) build_only=1 ;;
+	--assets) assets=1 ;;
 	-h | --help)
 		sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 		exit 0
@@ -34,13 +38,19 @@ BUILD_PACKAGES+=(libgl1-mesa-dri libegl1 libglx-mesa0 libxkbcommon-x11-0 libxcur
 # (dumpcap + tshark: the wire capture of benches/sip_latency.rs), pulseaudio + pulseaudio-utils
 # (pactl): a private sound server with a null sink for the real-device tests (tests/audio_devices.rs).
 # Building needs no PulseAudio library: cpal's pulseaudio host is a pure-Rust client.
-PEER_PACKAGES=(kamailio sip-tester baresip baresip-core sox procps iproute2 tshark pulseaudio pulseaudio-utils)
+# desktop-file-utils (desktop-file-validate, update-desktop-database) checks the desktop entry and
+# `dialtone --install-desktop` (tests/desktop_install.rs); dbus-daemon runs the private session bus of
+# the notification tests (tests/desktop_notify.rs).
+PEER_PACKAGES=(kamailio sip-tester baresip baresip-core sox procps iproute2 tshark pulseaudio pulseaudio-utils
+	desktop-file-utils dbus-daemon)
 # A real window in the tests: a virtual X server (xvfb, xauth), xdotool to find and click windows,
 # x11-utils (xwininfo) and imagemagick (import) for screenshots.
 PEER_PACKAGES+=(xvfb xauth xdotool x11-utils imagemagick)
 [ "$build_only" = 1 ] && PEER_PACKAGES=()
+ASSET_PACKAGES=()
+[ "$assets" = 1 ] && ASSET_PACKAGES=(librsvg2-bin sox)
 # shellcheck disable=SC2206
-PACKAGES=("${BUILD_PACKAGES[@]}" "${PEER_PACKAGES[@]}" ${EXTRA_PACKAGES:-})
+PACKAGES=("${BUILD_PACKAGES[@]}" "${PEER_PACKAGES[@]}" "${ASSET_PACKAGES[@]}" ${EXTRA_PACKAGES:-})
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

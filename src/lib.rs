@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod app;
+pub mod desktop;
 pub mod engine;
 pub mod headless;
 pub mod store;

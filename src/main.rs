@@ -76,6 +76,13 @@ struct Cli {
     /// Quit (hanging up and un-registering) after this many seconds.
     #[arg(long, value_name = "SECONDS")]
     duration: Option<f64>,
+    /// Put Dialtone in the application menu and make it the handler of sip:, sips: and tel:
+    /// links (desktop entry, icons, ring tone in the XDG dirs), then exit.
+    #[arg(long, conflicts_with = "uninstall_desktop")]
+    install_desktop: bool,
+    /// Remove what --install-desktop added, then exit.
+    #[arg(long)]
+    uninstall_desktop: bool,
 }
 
 fn parse_transport(s: &str) -> Result<Transport, String> {
@@ -144,6 +151,9 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    if cli.install_desktop || cli.uninstall_desktop {
+        std::process::exit(dialtone::desktop::install::run_cli(cli.uninstall_desktop));
+    }
     if cli.list_devices {
         let (inputs, outputs) = dialtone::engine::media::devices::list_devices();
         for d in inputs {

@@ -2,6 +2,7 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod dbus;
 pub mod dialtone;
 pub mod gui;
 pub mod peers;
