@@ -172,8 +172,11 @@ fn main() {
         }
     };
     if !cli.headless {
-        let dial = cli.call.clone().or(cli.uri.clone());
-        std::process::exit(dialtone::app::launch::run(settings, dial));
+        let opts = dialtone::app::launch::LaunchOptions {
+            link: cli.uri.clone(),
+            call: cli.call.clone(),
+        };
+        std::process::exit(dialtone::app::launch::run(settings, opts));
     }
     let duration = match cli.duration {
         Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),

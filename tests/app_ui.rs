@@ -34,6 +34,8 @@ fn app(accounts: Vec<(String, bool)>) -> (Harness<'static, DialtoneApp>, FakeEng
         accounts,
         echo_uri: Some("sip:echo@127.0.0.1:5999".into()),
         dial: None,
+        notifier: None,
+        instance: None,
     };
     let harness = Harness::builder()
         .with_size([420.0, 900.0])

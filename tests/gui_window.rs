@@ -145,3 +145,65 @@ fn incoming_call_popup_accepted_with_a_click_opens_the_call_window() -> Result<(
     );
     Ok(())
 }
+
+#[test]
+fn a_second_dialtone_hands_its_sip_link_to_the_running_app_which_dials_it() -> Result<()> {
+    let ports = PortBlock::acquire();
+    let x = Xvfb::start()?;
+    let bob_port = ports.sip_port();
+    let (b_lo, b_hi) = ports.rtp_ports(10);
+    let mut bob = Dialtone::start(
+        "bob",
+        [
+            "--listen",
+            &format!("127.0.0.1:{bob_port}"),
+            "--rtp-ports",
+            &format!("{b_lo}-{b_hi}"),
+        ],
+    )?;
+    let (rtp_lo, rtp_hi) = ports.rtp_ports(10);
+    let app = Gui::start(
+        &x,
+        &[
+            "--listen",
+            &format!("127.0.0.1:{}", ports.sip_port()),
+            "--rtp-ports",
+            &format!("{rtp_lo}-{rtp_hi}"),
+            "--audio-in",
+            "tone:440",
+            "--audio-out",
+            "null",
+        ],
+    )?;
+    x.wait_window(app.pid(), "^Dialtone$", Duration::from_secs(20))
+        .with_context(|| app.log())?;
+    let link = format!("sip:bob@127.0.0.1:{bob_port}");
+    let started = Instant::now();
+    let (status, stderr) = app.run_second(&[&link])?;
+    assert!(status.success(), "the second dialtone exits 0: {stderr}");
+    assert!(
+        stderr.contains("handed over"),
+        "the second dialtone says it handed the link over: {stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the hand-over is quick"
+    );
+    let incoming = bob
+        .wait_event(common::dialtone::is_event("incoming"), WAIT)
+        .with_context(|| app.log())?;
+    assert!(
+        incoming["from"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sip:"),
+        "{incoming}"
+    );
+    // The running app opened a window for the call it placed.
+    x.wait_window(app.pid(), "^bob .*Dialtone$", WAIT)
+        .with_context(|| app.log())?;
+    // A link that is not a sip:/tel: link is refused by the second process itself.
+    let (status, _) = app.run_second(&["http://example.com"])?;
+    assert_eq!(status.code(), Some(2));
+    Ok(())
+}

@@ -1,13 +1,53 @@
-//! Starting the desktop app: the engine first (it opens the audio devices once, in parallel with
-//! the window coming up), then the eframe window on the same `egui::Context` the engine wakes.
+//! Starting the desktop app: one instance per session (a second `dialtone sip:…` hands its link to
+//! the running one), the engine first (it opens the audio devices once, while the window comes up),
+//! then the eframe window on the same `egui::Context` the engine, the instance socket and the
+//! notifications wake. SIGTERM/SIGINT close the window, so calls are hung up and accounts
+//! un-registered on the way out.
 
 use super::{AppInit, DialtoneApp, EngineLink};
+use crate::desktop::assets::icon_png;
+use crate::desktop::notify::Notifier;
+use crate::desktop::single_instance::{self, Instance, Request};
 use crate::engine::{Engine, Waker};
 use crate::store::settings::Settings;
 use std::sync::Arc;
 
+/// What the command line asks of the window.
+pub struct LaunchOptions {
+    /// A `sip:`/`sips:`/`tel:` link (the positional argument): handed to a running instance if
+    /// there is one.
+    pub link: Option<String>,
+    /// Free-form `--call` target (number, user name or URI), dialled at start.
+    pub call: Option<String>,
+}
+
 /// Runs the app until its main window closes; returns the process exit code.
-pub fn run(settings: Settings, dial: Option<String>) -> i32 {
+pub fn run(settings: Settings, opts: LaunchOptions) -> i32 {
+    let request = match Request::from_arg(opts.link.as_deref()) {
+        Some(r) => r,
+        None => {
+            eprintln!(
+                "dialtone: {:?} is not a sip:, sips: or tel: link",
+                opts.link.unwrap_or_default()
+            );
+            return 2;
+        }
+    };
+    let instance = match single_instance::default_dir()
+        .and_then(|dir| single_instance::acquire(&dir, &request))
+    {
+        Ok(Instance::Secondary) => {
+            eprintln!("dialtone: handed over to the Dialtone already running");
+            return 0;
+        }
+        Ok(Instance::Primary(server)) => Some(server),
+        Err(e) => {
+            // Not fatal: this process runs alone, links just won't reach it from a second one.
+            tracing::warn!("single instance off: {e}");
+            None
+        }
+    };
+
     let ctx = egui::Context::default();
     // What eframe does for a context it creates itself: real OS windows for viewports, and
     // multi-pass layout.
@@ -20,7 +60,7 @@ pub fn run(settings: Settings, dial: Option<String>) -> i32 {
         .iter()
         .map(|a| (a.uri.clone(), a.register))
         .collect();
-    let (engine, events) = match Engine::spawn(settings, Some(waker)) {
+    let (engine, events) = match Engine::spawn(settings, Some(waker.clone())) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("dialtone: cannot start the engine: {e}");
@@ -29,19 +69,37 @@ pub fn run(settings: Settings, dial: Option<String>) -> i32 {
     };
     let send = engine.commands();
     let link = EngineLink::new(move |cmd| send.send(cmd), events).keep(engine);
+    if let Some(server) = &instance {
+        server.set_waker(waker.clone());
+    }
+    let notifier = Notifier::new();
+    notifier.set_waker(waker);
+    close_on_signals(&ctx);
+
+    let icon = eframe::icon_data::from_png_bytes(icon_png(256)).ok();
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("Dialtone")
+        .with_app_id("dialtone")
+        .with_inner_size([420.0, 640.0])
+        .with_min_inner_size([340.0, 420.0]);
+    if let Some(icon) = icon {
+        viewport = viewport.with_icon(icon);
+    }
     let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("Dialtone")
-            .with_app_id("dialtone")
-            .with_inner_size([420.0, 640.0])
-            .with_min_inner_size([340.0, 420.0]),
+        viewport,
         ..Default::default()
+    };
+    let dial = match request {
+        Request::Dial(uri) => Some(uri),
+        Request::Raise => opts.call,
     };
     let init = AppInit {
         link,
         accounts,
         echo_uri: None,
         dial,
+        notifier: Some(notifier),
+        instance,
     };
     let result = eframe::run_native_ext(
         "Dialtone",
@@ -55,5 +113,40 @@ pub fn run(settings: Settings, dial: Option<String>) -> i32 {
             eprintln!("dialtone: cannot open the window: {e}");
             1
         }
+    }
+}
+
+/// SIGTERM (session logout) and SIGINT (Ctrl-C in a terminal) close the main window, which
+/// drops the engine cleanly.
+fn close_on_signals(ctx: &egui::Context) {
+    let ctx = ctx.clone();
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            });
+            tracing::info!("signal received: closing");
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            ctx.request_repaint();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot watch signals: {e}");
     }
 }

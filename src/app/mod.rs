@@ -11,8 +11,11 @@ pub mod model;
 pub mod theme;
 mod ui;
 
-use crate::api::{Command, Event};
+use crate::api::{CallId, Command, Event};
+use crate::desktop::notify::{NotificationAction, NotificationEvent, NotificationHandle, Notifier};
+use crate::desktop::single_instance::{InstanceServer, Request};
 use model::{Effect, Model};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -59,6 +62,10 @@ pub struct AppInit {
     pub echo_uri: Option<String>,
     /// Dial this once the app is up (`dialtone sip:bob@example.com`).
     pub dial: Option<String>,
+    /// Desktop notifications for incoming calls (none in tests).
+    pub notifier: Option<Notifier>,
+    /// Links handed over by a second `dialtone` process.
+    pub instance: Option<InstanceServer>,
 }
 
 pub struct DialtoneApp {
@@ -69,6 +76,9 @@ pub struct DialtoneApp {
     pub(crate) address: String,
     pub(crate) echo_uri: Option<String>,
     last_stats_request: Option<Instant>,
+    notifier: Option<Notifier>,
+    notifications: HashMap<CallId, NotificationHandle>,
+    instance: Option<InstanceServer>,
 }
 
 impl DialtoneApp {
@@ -81,6 +91,9 @@ impl DialtoneApp {
             address: String::new(),
             echo_uri: init.echo_uri,
             last_stats_request: None,
+            notifier: init.notifier,
+            notifications: HashMap::new(),
+            instance: init.instance,
         };
         if let Some(target) = init.dial {
             app.dial(&target);
@@ -116,7 +129,21 @@ impl DialtoneApp {
             match fx {
                 Effect::Send(cmd) => self.send(cmd),
                 Effect::History(h) => tracing::info!(?h, "call finished"),
-                Effect::NotifyIncoming { .. } | Effect::CloseNotification(_) => {}
+                Effect::NotifyIncoming {
+                    call,
+                    caller,
+                    account,
+                } => {
+                    if let Some(n) = &self.notifier {
+                        let h = n.notify_incoming(&caller, account.as_deref());
+                        self.notifications.insert(call, h);
+                    }
+                }
+                Effect::CloseNotification(call) => {
+                    if let (Some(n), Some(h)) = (&self.notifier, self.notifications.remove(&call)) {
+                        n.close(h);
+                    }
+                }
             }
         }
     }
@@ -132,6 +159,49 @@ impl DialtoneApp {
             self.apply_effects(fx);
         }
         changed
+    }
+
+    /// Accept/Decline clicked on a desktop notification.
+    fn drain_notifications(&mut self) {
+        let Some(n) = &self.notifier else { return };
+        let events: Vec<NotificationEvent> = n.events().try_iter().collect();
+        for ev in events {
+            match ev {
+                NotificationEvent::Action { handle, action } => {
+                    let Some(call) = self
+                        .notifications
+                        .iter()
+                        .find(|(_, h)| **h == handle)
+                        .map(|(c, _)| *c)
+                    else {
+                        continue;
+                    };
+                    let cmd = match action {
+                        NotificationAction::Accept => self.model.answer(call),
+                        NotificationAction::Decline => self.model.decline(call),
+                        NotificationAction::Show => None,
+                    };
+                    self.send_opt(cmd);
+                }
+                NotificationEvent::Unavailable { reason } => {
+                    tracing::info!("desktop notifications unavailable: {reason}");
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A second `dialtone sip:…` handed us a link, or asked to be shown.
+    fn drain_instance_requests(&mut self, ctx: &egui::Context) {
+        let Some(server) = &self.instance else { return };
+        let requests: Vec<Request> = server.requests().try_iter().collect();
+        for r in requests {
+            if let Request::Dial(uri) = r {
+                self.dial(&uri);
+            }
+            ctx.send_viewport_cmd(egui::ViewportCommand::Minimized(false));
+            ctx.send_viewport_cmd(egui::ViewportCommand::Focus);
+        }
     }
 
     /// Stats are asked for only while some call window shows them, once a second.
@@ -161,6 +231,8 @@ fn unix_ms() -> i64 {
 impl eframe::App for DialtoneApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.drain_events();
+        self.drain_notifications();
+        self.drain_instance_requests(ctx);
         let now = Instant::now();
         self.model.sweep(now);
         self.poll_stats(now);

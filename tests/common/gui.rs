@@ -283,6 +283,7 @@ pub struct Gui {
     pub dir: tempfile::TempDir,
     log: PathBuf,
     pub started: Instant,
+    display: String,
 }
 
 impl Gui {
@@ -298,14 +299,8 @@ impl Gui {
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         )?;
         let log = dir.path().join("dialtone.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dialtone"));
+        let mut cmd = app_command(dir.path(), x.display());
         cmd.args(args)
-            .env("DISPLAY", x.display())
-            .env_remove("WAYLAND_DISPLAY")
-            .env("XDG_CONFIG_HOME", dir.path().join("config"))
-            .env("XDG_DATA_HOME", dir.path().join("data"))
-            .env("XDG_RUNTIME_DIR", &runtime)
-            .env("RUST_LOG", "dialtone=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?);
@@ -317,7 +312,22 @@ impl Gui {
             dir,
             log,
             started,
+            display: x.display().to_string(),
         })
+    }
+
+    /// Runs a second `dialtone ARGS` in the same session (same XDG dirs and display) to its end,
+    /// as a click on a `sip:` link would; its exit status and stderr.
+    pub fn run_second(&self, args: &[&str]) -> Result<(std::process::ExitStatus, String)> {
+        let out = app_command(self.dir.path(), &self.display)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("running a second dialtone")?;
+        Ok((
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
     }
 
     pub fn pid(&self) -> u32 {
@@ -332,6 +342,19 @@ impl Gui {
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
+}
+
+/// `dialtone` with the session's private environment under `dir`.
+fn app_command(dir: &Path, display: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dialtone"));
+    cmd.env("DISPLAY", display)
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("XDG_RUNTIME_DIR", dir.join("runtime"))
+        .env("RUST_LOG", "dialtone=debug");
+    cmd
 }
 
 impl Drop for Gui {
