@@ -32,7 +32,11 @@ BUILD_PACKAGES=(build-essential pkg-config cmake nasm libclang-dev libasound2-de
 # (dumpcap + tshark: the wire capture of benches/sip_latency.rs), pulseaudio + pulseaudio-utils
 # (pactl): a private sound server with a null sink for the real-device tests (tests/audio_devices.rs).
 # Building needs no PulseAudio library: cpal's pulseaudio host is a pure-Rust client.
-PEER_PACKAGES=(kamailio sip-tester baresip baresip-core sox procps iproute2 tshark pulseaudio pulseaudio-utils)
+# dbus-daemon + gnome-keyring (+ libsecret-tools' secret-tool as an independent client): a private
+# session bus with a real Secret Service for the password tests (tests/store_keyring.rs). Building
+# needs neither: SQLite is compiled in and the keyring client is pure Rust (zbus).
+PEER_PACKAGES=(kamailio sip-tester baresip baresip-core sox procps iproute2 tshark pulseaudio pulseaudio-utils
+	dbus-daemon gnome-keyring libsecret-tools)
 [ "$build_only" = 1 ] && PEER_PACKAGES=()
 # shellcheck disable=SC2206
 PACKAGES=("${BUILD_PACKAGES[@]}" "${PEER_PACKAGES[@]}" ${EXTRA_PACKAGES:-})
