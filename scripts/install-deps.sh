@@ -38,11 +38,13 @@ BUILD_PACKAGES+=(libgl1-mesa-dri libegl1 libglx-mesa0 libxkbcommon-x11-0 libxcur
 # (dumpcap + tshark: the wire capture of benches/sip_latency.rs), pulseaudio + pulseaudio-utils
 # (pactl): a private sound server with a null sink for the real-device tests (tests/audio_devices.rs).
 # Building needs no PulseAudio library: cpal's pulseaudio host is a pure-Rust client.
+# dbus-daemon + gnome-keyring (+ libsecret-tools' secret-tool as an independent client): a private
+# session bus with a real Secret Service for the password tests (tests/store_keyring.rs).
 # desktop-file-utils (desktop-file-validate, update-desktop-database) checks the desktop entry and
 # `dialtone --install-desktop` (tests/desktop_install.rs); dbus-daemon runs the private session bus of
 # the notification tests (tests/desktop_notify.rs).
 PEER_PACKAGES=(kamailio sip-tester baresip baresip-core sox procps iproute2 tshark pulseaudio pulseaudio-utils
-	desktop-file-utils dbus-daemon)
+	desktop-file-utils dbus-daemon gnome-keyring libsecret-tools)
 # A real window in the tests: a virtual X server (xvfb, xauth), xdotool to find and click windows,
 # x11-utils (xwininfo) and imagemagick (import) for screenshots.
 PEER_PACKAGES+=(xvfb xauth xdotool x11-utils imagemagick)

@@ -105,8 +105,8 @@ impl fmt::Display for MediaEncryption {
     }
 }
 
-/// One SIP account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One SIP account. Its `Debug` output never shows the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Account {
     /// Shown to the people we call (From display name).
@@ -151,6 +151,41 @@ impl Default for Account {
             tls_ca: String::new(),
             media_encryption: MediaEncryption::None,
         }
+    }
+}
+
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Every field named, so a new one cannot be forgotten here.
+        let Account {
+            display_name,
+            uri,
+            auth_user,
+            password,
+            registrar,
+            outbound_proxy,
+            transport,
+            register,
+            expires,
+            tls_verify,
+            tls_ca,
+            media_encryption,
+        } = self;
+        let password = if password.is_empty() { "" } else { "<hidden>" };
+        f.debug_struct("Account")
+            .field("display_name", display_name)
+            .field("uri", uri)
+            .field("auth_user", auth_user)
+            .field("password", &password)
+            .field("registrar", registrar)
+            .field("outbound_proxy", outbound_proxy)
+            .field("transport", transport)
+            .field("register", register)
+            .field("expires", expires)
+            .field("tls_verify", tls_verify)
+            .field("tls_ca", tls_ca)
+            .field("media_encryption", media_encryption)
+            .finish()
     }
 }
 
@@ -246,20 +281,54 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Writes atomically: a temporary file in the same directory, then a rename.
-    pub fn save(&self, path: &Path) -> Result<(), SettingsError> {
-        let write_err = |source| SettingsError::Write {
-            path: path.into(),
-            source,
+    /// Like [`Settings::load`], but never fails: a missing file gives the defaults, and a file
+    /// that cannot be read or is invalid is renamed aside (`settings.toml.corrupt-<unix time>`,
+    /// never overwritten) so that saving later cannot destroy it. The defaults then come with a
+    /// message for the user that names both files.
+    pub fn load_or_recover(path: &Path) -> (Settings, Option<String>) {
+        let err = match Settings::load(path) {
+            Ok(s) => return (s, None),
+            Err(e) => e,
         };
+        let what = format!(
+            "The settings file {} could not be used ({err}).",
+            path.display()
+        );
+        let msg = match crate::store::files::move_aside(path, crate::store::files::unix_now()) {
+            Ok(aside) => format!(
+                "{what} It was moved to {} and Dialtone starts with default settings.",
+                aside.display()
+            ),
+            Err(move_err) => format!(
+                "{what} Dialtone starts with default settings; the file could not be moved \
+                 aside ({move_err}), so fix or remove it before changing settings."
+            ),
+        };
+        (Settings::default(), Some(msg))
+    }
+
+    /// Writes atomically: a fresh temporary file in the same directory, fsynced, renamed over
+    /// `path`. An existing file keeps its permissions; a new one is readable only by the user
+    /// (it may hold passwords).
+    pub fn save(&self, path: &Path) -> Result<(), SettingsError> {
         let text = toml::to_string_pretty(self)
             .map_err(|e| SettingsError::Invalid(format!("cannot serialise settings: {e}")))?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(write_err)?;
+        crate::store::files::atomic_write(path, text.as_bytes(), 0o600).map_err(|source| {
+            SettingsError::Write {
+                path: path.into(),
+                source,
+            }
+        })
+    }
+
+    /// A copy with every account's password cleared: what is saved when the passwords are kept
+    /// in [`crate::store::Secrets`].
+    pub fn without_passwords(&self) -> Settings {
+        let mut s = self.clone();
+        for a in &mut s.accounts {
+            a.password.clear();
         }
-        let tmp = path.with_extension("toml.tmp");
-        std::fs::write(&tmp, text).map_err(write_err)?;
-        std::fs::rename(&tmp, path).map_err(write_err)
+        s
     }
 
     /// Checks what serde cannot: URIs, the port range, the listen address.
@@ -391,6 +460,132 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             "accounts = [ { uri = "
         );
+    }
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn load_or_recover_gives_defaults_without_a_message_for_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, msg) = Settings::load_or_recover(&dir.path().join("settings.toml"));
+        assert_eq!(s, Settings::default());
+        assert_eq!(msg, None);
+    }
+
+    #[test]
+    fn load_or_recover_reads_a_good_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        let s = Settings {
+            auto_answer: true,
+            ..Settings::default()
+        };
+        s.save(&path).unwrap();
+        assert_eq!(Settings::load_or_recover(&path), (s, None));
+    }
+
+    #[test]
+    fn a_corrupt_file_is_kept_aside_and_not_overwritten_by_the_next_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        let broken = "accounts = [ { uri = ";
+        std::fs::write(&path, broken).unwrap();
+        let (s, msg) = Settings::load_or_recover(&path);
+        assert_eq!(s, Settings::default());
+        let msg = msg.expect("a message for the user");
+        let names = files_in(dir.path());
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].starts_with("settings.toml.corrupt-"), "{names:?}");
+        let aside = dir.path().join(&names[0]);
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(msg.contains(&aside.display().to_string()), "{msg}");
+        assert!(msg.contains("broken"), "{msg}");
+        s.save(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&aside).unwrap(), broken);
+        // A second broken file in the same second gets its own name.
+        std::fs::write(&path, "listen = 5").unwrap();
+        let (_, msg) = Settings::load_or_recover(&path);
+        assert!(msg.is_some());
+        assert_eq!(files_in(dir.path()).len(), 2);
+        assert_eq!(std::fs::read_to_string(&aside).unwrap(), broken);
+    }
+
+    #[test]
+    fn an_invalid_setting_is_also_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(&path, "codecs = [\"g729\"]\n").unwrap();
+        let (s, msg) = Settings::load_or_recover(&path);
+        assert_eq!(s, Settings::default());
+        assert!(msg.unwrap().contains("g729"));
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn save_leaves_no_temporary_file_and_keeps_the_file_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        Settings::default().save(&path).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Settings::default().save(&path).unwrap();
+        assert_eq!(mode(&path), 0o644);
+        assert_eq!(files_in(dir.path()), ["settings.toml"]);
+    }
+
+    #[test]
+    fn without_passwords_clears_only_the_passwords() {
+        let s = Settings {
+            accounts: vec![Account {
+                uri: "sip:carol@127.0.0.1".into(),
+                password: "carolpw".into(),
+                ..Account::default()
+            }],
+            ..Settings::default()
+        };
+        let clean = s.without_passwords();
+        assert_eq!(clean.accounts[0].password, "");
+        assert_eq!(
+            Settings {
+                accounts: vec![Account {
+                    password: "carolpw".into(),
+                    ..clean.accounts[0].clone()
+                }],
+                ..clean.clone()
+            },
+            s
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        clean.save(&path).unwrap();
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("carolpw"));
+    }
+
+    #[test]
+    fn account_debug_output_hides_the_password() {
+        let a = Account {
+            uri: "sip:carol@127.0.0.1".into(),
+            password: "s3cr3t-pw".into(),
+            ..Account::default()
+        };
+        let s = Settings {
+            accounts: vec![a.clone()],
+            ..Settings::default()
+        };
+        for shown in [format!("{a:?}"), format!("{a:#?}"), format!("{s:?}")] {
+            assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+            assert!(shown.contains("<hidden>"), "{shown}");
+            assert!(shown.contains("sip:carol@127.0.0.1"), "{shown}");
+        }
     }
 
     #[test]
