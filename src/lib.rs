@@ -2,6 +2,7 @@
 //! the types in [`api`]. See README.md and the design notes in each module.
 
 pub mod api;
+pub mod echo;
 pub mod engine;
 pub mod headless;
 pub mod store;
