@@ -3,6 +3,7 @@
 //! Everything here is plain data (serde), so the headless mode can print events as JSON lines and
 //! a UI can keep a view model built from them without touching protocol state.
 
+use crate::store::settings::Settings;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -68,6 +69,22 @@ pub enum Command {
     ListDevices,
     /// (Re-)register an account now, e.g. after a failure the user wants to retry.
     Register { account: AccountId },
+    /// Apply a new settings snapshot live. Accounts are compared by index (their `AccountId`):
+    /// an unchanged one keeps its registration, a changed one is un-registered and started anew,
+    /// a removed one is un-registered, a new one registers (if `register` is on). Call options
+    /// (auto-answer, codecs, SRTP, audio processing, do-not-disturb, ring tone…) apply from the
+    /// next call; `audio_in`/`audio_out`/`ring_out` switch devices at once. `listen` and
+    /// `rtp_ports` take effect only after a restart (an `error` event says so).
+    Reconfigure { settings: Box<Settings> },
+    /// Meter the microphone (`levels` events, about 10 per second) even with no call up, for a
+    /// settings page; `on: false` stops it (with no call, the engine then runs no timer).
+    MonitorInput { on: bool },
+    /// Play a short (1 s) 440 Hz tone through the call output, or through the ring device with
+    /// `ring`, so the user can check their speaker.
+    PlayTestTone {
+        #[serde(default)]
+        ring: bool,
+    },
     /// Ask for a `Stats` event.
     Stats,
     /// Hang up every call, un-register every account, then stop.
@@ -198,6 +215,22 @@ pub struct DeviceStats {
     pub frames_played: u64,
     /// Encodes done: one per codec in use per captured frame, however many calls share it.
     pub encodes: u64,
+    /// The ring device (where incoming calls ring); empty when they ring on the call output.
+    #[serde(default)]
+    pub ring_output: String,
+    /// How many times a ring device was opened (1 for the life of the engine when one is set).
+    #[serde(default)]
+    pub ring_opens: u32,
+    /// Frames written to the ring device.
+    #[serde(default)]
+    pub ring_frames_played: u64,
+    /// Echo cancellation, noise suppression and AGC are applied to the microphone now (the
+    /// setting is on and the input is a real microphone).
+    #[serde(default)]
+    pub audio_processing: bool,
+    /// The input is metered with no call (`MonitorInput`).
+    #[serde(default)]
+    pub monitoring: bool,
 }
 
 /// What the engine tells the UI.
@@ -226,6 +259,20 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         account: Option<AccountId>,
     },
+    /// An incoming call was refused at once, without ringing (do-not-disturb): for the history
+    /// as a missed call. The call id is spent; no `call` event follows.
+    IncomingRefused {
+        call: CallId,
+        /// The caller as the From header shows it.
+        from: String,
+        /// The account that was called, if the request matched one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        account: Option<AccountId>,
+        /// The SIP status sent (486).
+        code: u16,
+        /// Why, e.g. `do-not-disturb`.
+        reason: String,
+    },
     /// A call changed state.
     Call {
         call: CallId,
@@ -248,8 +295,9 @@ pub enum Event {
         digit: char,
         duration_ms: u32,
     },
-    /// Audio levels, about 10 per second while a call has media: the microphone (after capture)
-    /// and what each call plays, in dBFS (-120 is silence). For meters.
+    /// Audio levels, about 10 per second while a call has media or the input is monitored
+    /// (`MonitorInput`): the microphone (after capture) and what each call plays, in dBFS (-120
+    /// is silence). For meters.
     Levels {
         input_dbfs: f32,
         calls: Vec<CallLevel>,

@@ -4,10 +4,12 @@
 //!
 //! Commands: `call URI [ACCOUNT]`, `answer [ID]`, `reject [ID]`, `decline [ID]`, `hangup [ID]`,
 //! `hold ID`, `resume ID`, `dtmf [ID] DIGITS`, `audio-in SPEC`, `audio-out SPEC`,
-//! `devices`, `register [ACCOUNT]`, `stats`, `quit`. Without an ID, `answer`/`reject`
-//! take the newest ringing incoming call and `hangup` the newest live call.
+//! `devices`, `register [ACCOUNT]`, `reconfigure FILE`, `monitor on|off`, `test-tone [ring]`,
+//! `stats`, `quit`. Without an ID, `answer`/`reject` take the newest ringing incoming call and
+//! `hangup` the newest live call.
 
 use crate::api::{AccountId, CallId, CallState, Command, Event};
+use crate::echo::EchoService;
 use crate::engine::Engine;
 use crate::store::settings::Settings;
 use std::collections::BTreeMap;
@@ -48,7 +50,7 @@ fn parse_command(line: &str, calls: &Calls) -> Result<Option<Command>, String> {
         return Ok(None);
     };
     let arg = words.next();
-    if words.next().is_some() && verb != "call" && verb != "dtmf" {
+    if words.next().is_some() && !["call", "dtmf", "reconfigure"].contains(&verb) {
         return Err(format!("too many arguments: {line:?}"));
     }
     let id = |arg: Option<&str>, default: Option<CallId>| -> Result<CallId, String> {
@@ -131,6 +133,36 @@ fn parse_command(line: &str, calls: &Calls) -> Result<Option<Command>, String> {
                 .to_string(),
         },
         "devices" => Command::ListDevices,
+        "reconfigure" => {
+            // The whole rest of the line is the file name (it may hold spaces).
+            let path = line.trim_start()[verb.len()..].trim();
+            if path.is_empty() {
+                return Err("reconfigure: want a settings file".into());
+            }
+            let path = std::path::Path::new(path);
+            // `Settings::load` takes a missing file for the defaults; here it is a mistake.
+            if !path.is_file() {
+                return Err(format!("reconfigure: no settings file {}", path.display()));
+            }
+            let settings = Settings::load(path).map_err(|e| e.to_string())?;
+            Command::Reconfigure {
+                settings: Box::new(settings),
+            }
+        }
+        "monitor" => Command::MonitorInput {
+            on: match arg {
+                Some("on") => true,
+                Some("off") => false,
+                _ => return Err("monitor: want `monitor on` or `monitor off`".into()),
+            },
+        },
+        "test-tone" => Command::PlayTestTone {
+            ring: match arg {
+                None => false,
+                Some("ring") => true,
+                Some(other) => return Err(format!("test-tone: unknown {other:?} (try `ring`)")),
+            },
+        },
         "stats" => Command::Stats,
         "quit" | "exit" => Command::Quit,
         other => return Err(format!("unknown command {other:?}")),
@@ -153,6 +185,8 @@ pub struct HeadlessOptions {
     /// Print `levels` events (10 per second during calls); off by default to keep output quiet.
     pub levels: bool,
     pub duration: Option<Duration>,
+    /// Start the built-in echo service and call it (hear your own microphone).
+    pub echo_test: bool,
 }
 
 /// Runs until `quit`, the duration, or a signal; returns the process exit code.
@@ -185,6 +219,25 @@ pub fn run(settings: Settings, opts: HeadlessOptions) -> i32 {
         if let Some(uri) = opts.call {
             engine.send(Command::Call { uri, account: None });
         }
+        // Kept until the end: dropping it stops the echo engine.
+        let echo = if opts.echo_test {
+            match EchoService::spawn() {
+                Ok(echo) => {
+                    engine.send(Command::Call {
+                        uri: echo.uri(),
+                        account: None,
+                    });
+                    Some(echo)
+                }
+                Err(e) => {
+                    let message = format!("echo test: {e}");
+                    print_event(&mut std::io::stdout(), &Event::Error { message });
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         let mut stdin_open = true;
         let mut calls = Calls::default();
@@ -246,9 +299,12 @@ pub fn run(settings: Settings, opts: HeadlessOptions) -> i32 {
             }
         }
         // The engine thread ends after `Stopped`; joining it is quick.
-        tokio::task::spawn_blocking(move || engine.shutdown())
-            .await
-            .ok();
+        tokio::task::spawn_blocking(move || {
+            engine.shutdown();
+            drop(echo);
+        })
+        .await
+        .ok();
         0
     });
     // tokio reads stdin with a blocking read on a pool thread that cannot be cancelled; dropping
@@ -303,6 +359,11 @@ mod tests {
             "call",
             "answer 1 2",
             "register z",
+            "monitor",
+            "monitor maybe",
+            "test-tone loud",
+            "reconfigure",
+            "reconfigure /nonexistent/settings.toml",
         ] {
             assert!(parse_command(bad, &calls).is_err(), "{bad:?}");
         }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod desktop;
+pub mod echo;
 pub mod engine;
 pub mod headless;
 pub mod store;

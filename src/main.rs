@@ -67,6 +67,18 @@ struct Cli {
     /// Answer every incoming call at once.
     #[arg(long)]
     auto_answer: bool,
+    /// Do not disturb: refuse every incoming call at once (486 Busy Here), without ringing.
+    #[arg(long)]
+    dnd: bool,
+    /// Where incoming calls ring: default, device:NAME, wav:FILE or null (default: the speaker).
+    #[arg(long, value_name = "SINK")]
+    ring_out: Option<String>,
+    /// The ring tone: wav:FILE, looped while a call rings (default: the built-in one).
+    #[arg(long, value_name = "wav:FILE")]
+    ring_tone: Option<String>,
+    /// Start the built-in echo service and call it: hear your own microphone (with --headless).
+    #[arg(long)]
+    echo_test: bool,
     /// Dial this URI at start (same as the positional URI).
     #[arg(long, value_name = "URI")]
     call: Option<String>,
@@ -126,6 +138,13 @@ fn settings_from(cli: &Cli) -> Result<Settings, String> {
         settings.rtp_ports = r.clone();
     }
     settings.auto_answer |= cli.auto_answer;
+    settings.do_not_disturb |= cli.dnd;
+    if let Some(r) = &cli.ring_out {
+        settings.ring_out = r.clone();
+    }
+    if let Some(r) = &cli.ring_tone {
+        settings.ring_tone = r.clone();
+    }
     if cli.no_audio_processing {
         settings.audio_processing = false;
     }
@@ -192,6 +211,7 @@ fn main() {
             call: cli.call.clone().or(cli.uri.clone()),
             levels: cli.levels,
             duration,
+            echo_test: cli.echo_test,
         },
     );
     std::process::exit(code);

@@ -3,10 +3,11 @@
 //! the devices are opened once however many calls use them.
 
 use dialtone::api::{CallId, CallState, Command, DeviceStats, Event, MediaStats};
+use dialtone::echo::EchoService;
 use dialtone::engine::Engine;
 use dialtone::engine::media::tone::dominant_tone;
 use dialtone::engine::media::wav::read_wav;
-use dialtone::store::settings::{MediaEncryption, Settings};
+use dialtone::store::settings::{Account, MediaEncryption, Settings};
 use std::path::Path;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
@@ -533,4 +534,254 @@ fn muting_sends_silence_and_keeps_the_call_and_its_rtp() {
     let tail = &s[s.len() - 28_800..s.len() - 4_800];
     let loudest = tail.iter().map(|&x| i32::from(x).abs()).max().unwrap_or(0);
     assert!(loudest < 300, "muted, B hears silence (peak {loudest})");
+}
+
+// ------------------------------------------------------------------------------- echo service
+
+/// A caller with `tone:440`, a recorder and `accounts` calls the echo service and must hear its
+/// own tone back.
+fn echo_test(codecs: &[&str], expect_codec: &str, accounts: Vec<Account>) {
+    let echo = EchoService::spawn().expect("the echo service starts");
+    let dir = tempfile::tempdir().unwrap();
+    let heard = dir.path().join("heard.wav");
+    let settings = Settings {
+        accounts,
+        codecs: codecs.iter().map(|c| c.to_string()).collect(),
+        listen: "127.0.0.1:0".into(),
+        rtp_ports: rtp_range(),
+        audio_in: "tone:440".into(),
+        audio_out: format!("wav:{}", heard.display()),
+        ..Settings::default()
+    };
+    let (caller, mut ev) = Engine::spawn(settings, None).expect("engine starts");
+    assert!(
+        echo.uri().starts_with("sip:echo@127.0.0.1:"),
+        "{}",
+        echo.uri()
+    );
+    caller.send(Command::Call {
+        uri: echo.uri(),
+        account: None,
+    });
+    let call = established(&mut ev);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (calls, _) = stats(&caller, &mut ev);
+    assert_eq!(calls[0].2.as_deref(), Some(expect_codec));
+    let media = calls[0].1.expect("media figures");
+    assert!(media.packets_received >= 60, "{media:?}");
+    caller.send(Command::Hangup { call });
+    wait_for(&mut ev, "ended", |e| {
+        matches!(
+            e,
+            Event::Call {
+                state: CallState::Ended,
+                ..
+            }
+        )
+    });
+    caller.shutdown();
+    drop(echo);
+    let (f, db) = recorded_tone(&heard);
+    assert_eq!(f, 440.0, "the caller hears its own tone back");
+    assert!(db > -20.0, "loud enough: {db} dBFS");
+}
+
+#[test]
+fn echo_service_plays_back_a_caller_without_accounts_over_opus() {
+    echo_test(&["opus", "PCMU"], "opus/48000/2", Vec::new());
+}
+
+#[test]
+fn echo_service_plays_back_a_caller_without_accounts_over_pcmu() {
+    echo_test(&["PCMU"], "PCMU/8000", Vec::new());
+}
+
+#[test]
+fn echo_service_is_dialled_directly_by_a_caller_whose_account_is_elsewhere() {
+    // The account's server is unreachable (TEST-NET-1): the echo call must not go there.
+    let elsewhere = Account {
+        uri: "sip:carol@example.net".into(),
+        registrar: "192.0.2.1:5060".into(),
+        outbound_proxy: "192.0.2.1:5060".into(),
+        register: false,
+        ..Account::default()
+    };
+    echo_test(&["PCMU"], "PCMU/8000", vec![elsewhere]);
+}
+
+// ------------------------------------------------------------------ ring device, test tone, meter
+
+#[test]
+fn the_ring_tone_rings_on_the_ring_device_and_not_on_the_call_output() {
+    use dialtone::engine::media::alerts::RING_HZ;
+    let dir = tempfile::tempdir().unwrap();
+    let (out, ring) = (dir.path().join("out.wav"), dir.path().join("ring.wav"));
+    let (a, mut a_ev) = engine("silence", "null", false);
+    // B: the calls on one recorder, the ring tone on another.
+    let (b, mut b_ev) = Engine::spawn(
+        Settings {
+            listen: "127.0.0.1:0".into(),
+            rtp_ports: rtp_range(),
+            audio_in: "silence".into(),
+            audio_out: format!("wav:{}", out.display()),
+            ring_out: format!("wav:{}", ring.display()),
+            ..Settings::default()
+        },
+        None,
+    )
+    .expect("engine starts");
+    let (_, devices) = stats(&b, &mut b_ev);
+    assert_eq!(devices.ring_output, format!("wav:{}", ring.display()));
+    assert_eq!(devices.ring_opens, 1, "opened once, at start");
+    a.send(Command::Call {
+        uri: format!("sip:b@{}", b.local_addr()),
+        account: None,
+    });
+    let incoming = match wait_for(&mut b_ev, "incoming", |e| {
+        matches!(e, Event::Incoming { .. })
+    }) {
+        Event::Incoming { call, .. } => call,
+        _ => unreachable!(),
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    b.send(Command::Answer { call: incoming });
+    let call = established(&mut a_ev);
+    std::thread::sleep(Duration::from_millis(300));
+    a.send(Command::Hangup { call });
+    wait_for(&mut b_ev, "ended", |e| {
+        matches!(
+            e,
+            Event::Call {
+                state: CallState::Ended,
+                ..
+            }
+        )
+    });
+    let (_, devices) = stats(&b, &mut b_ev);
+    assert_eq!(devices.ring_opens, 1, "{devices:?}");
+    assert!(devices.ring_frames_played >= 30, "{devices:?}");
+    a.shutdown();
+    b.shutdown();
+    let candidates = [RING_HZ.0, 440.0, 1000.0];
+    let rang = read_wav(&ring).unwrap().samples;
+    assert!(rang.len() >= 24_000, "{}", rang.len());
+    assert_eq!(
+        dominant_tone(&rang[..24_000], 48_000, &candidates).map(|t| t.0),
+        Some(RING_HZ.0),
+        "the ring device rang"
+    );
+    let played = read_wav(&out).unwrap().samples;
+    let loudest = played
+        .iter()
+        .map(|&s| i32::from(s).abs())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        loudest < 200,
+        "no ring tone on the call output (peak {loudest})"
+    );
+}
+
+#[test]
+fn a_ring_tone_file_is_looped_while_a_call_rings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, tone) = (dir.path().join("out.wav"), dir.path().join("tone.wav"));
+    // 300 ms of 600 Hz at 16 kHz: the engine converts and loops it.
+    let mut w = dialtone::engine::media::wav::WavWriter::create(&tone, 16_000).unwrap();
+    let mut samples = vec![0i16; 4_800];
+    dialtone::engine::media::tone::ToneGenerator::new(600.0, -10.0, 16_000).fill(&mut samples);
+    w.write(&samples).unwrap();
+    w.finish().unwrap();
+    let (a, _a_ev) = engine("silence", "null", false);
+    let (b, mut b_ev) = Engine::spawn(
+        Settings {
+            listen: "127.0.0.1:0".into(),
+            rtp_ports: rtp_range(),
+            audio_in: "silence".into(),
+            audio_out: format!("wav:{}", out.display()),
+            ring_tone: format!("wav:{}", tone.display()),
+            ..Settings::default()
+        },
+        None,
+    )
+    .expect("engine starts");
+    a.send(Command::Call {
+        uri: format!("sip:b@{}", b.local_addr()),
+        account: None,
+    });
+    wait_for(&mut b_ev, "incoming", |e| {
+        matches!(e, Event::Incoming { .. })
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    a.shutdown();
+    b.shutdown();
+    let played = read_wav(&out).unwrap().samples;
+    assert!(played.len() >= 38_400, "{}", played.len());
+    // Past the first loop of the file: it goes on.
+    let found = dominant_tone(&played[19_200..38_400], 48_000, &[600.0, 880.0]);
+    assert_eq!(found.map(|t| t.0), Some(600.0), "{found:?}");
+}
+
+#[test]
+fn the_test_tone_plays_one_second_of_440_hz_on_the_output_or_the_ring_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, ring) = (dir.path().join("out.wav"), dir.path().join("ring.wav"));
+    let (e, mut ev) = Engine::spawn(
+        Settings {
+            listen: "127.0.0.1:0".into(),
+            rtp_ports: rtp_range(),
+            audio_in: "silence".into(),
+            audio_out: format!("wav:{}", out.display()),
+            ring_out: format!("wav:{}", ring.display()),
+            ..Settings::default()
+        },
+        None,
+    )
+    .expect("engine starts");
+    e.send(Command::PlayTestTone { ring: false });
+    std::thread::sleep(Duration::from_millis(1400));
+    e.send(Command::PlayTestTone { ring: true });
+    std::thread::sleep(Duration::from_millis(1400));
+    let (_, devices) = stats(&e, &mut ev);
+    assert_eq!(devices.frames_played, 50, "{devices:?}");
+    assert_eq!(devices.ring_frames_played, 50, "{devices:?}");
+    e.shutdown();
+    for path in [&out, &ring] {
+        let s = read_wav(path).unwrap().samples;
+        assert_eq!(s.len(), 48_000, "one second: {}", path.display());
+        let found = dominant_tone(&s, 48_000, &[440.0, 1000.0]);
+        assert_eq!(found.map(|t| t.0), Some(440.0), "{}", path.display());
+    }
+}
+
+#[test]
+fn monitoring_the_input_gives_levels_with_no_call_and_stopping_it_stops_the_clock() {
+    let (e, mut ev) = engine("tone:440", "null", false);
+    e.send(Command::MonitorInput { on: true });
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut levels = Vec::new();
+    while let Ok(x) = ev.try_recv() {
+        if let Event::Levels { input_dbfs, calls } = x {
+            assert!(calls.is_empty());
+            levels.push(input_dbfs);
+        }
+    }
+    assert!((6..=12).contains(&levels.len()), "{levels:?}");
+    let last = *levels.last().unwrap();
+    assert!((-14.5..=-11.5).contains(&last), "{last}");
+    let (_, devices) = stats(&e, &mut ev);
+    assert!(devices.monitoring);
+    e.send(Command::MonitorInput { on: false });
+    let (_, off) = stats(&e, &mut ev);
+    assert!(!off.monitoring);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        std::iter::from_fn(|| ev.try_recv().ok()).all(|x| !matches!(x, Event::Levels { .. })),
+        "no levels once off"
+    );
+    let (_, later) = stats(&e, &mut ev);
+    assert_eq!(
+        later.frames_captured, off.frames_captured,
+        "no capture (and no clock) once off"
+    );
 }

@@ -1611,3 +1611,198 @@ fn retransmitted_answer_is_acked_again() {
     hand.send(&hand.respond_to(&bye, 200, false), a_addr);
     assert_eq!(ended(&mut a_ev, call).0, Some(EndReason::LocalHangup));
 }
+
+// ---------------------------------------------------------------------------------- reconfigure
+
+fn reconfigure(engine: &Engine, settings: Settings) {
+    engine.send(Command::Reconfigure {
+        settings: Box::new(settings),
+    });
+}
+
+#[test]
+fn reconfigure_moves_an_account_to_another_user_and_reports_its_registration() {
+    let reg = Registrar::start(
+        Options::default()
+            .user("alice", "alicepw")
+            .user("bob", "bobpw"),
+    );
+    let alice = account("alice", "alicepw", &reg.addr(), Transport::Udp);
+    let base = settings(vec![alice]);
+    let (a, mut a_ev) = start("a", base.clone());
+    assert!(is_registration(
+        &registered(&mut a_ev),
+        RegistrationState::Registered
+    ));
+    reconfigure(
+        &a,
+        Settings {
+            accounts: vec![account("bob", "bobpw", &reg.addr(), Transport::Udp)],
+            ..base.clone()
+        },
+    );
+    let bob = |e: &Event| matches!(e, Event::Registration { aor, .. } if aor.contains("bob"));
+    let e = wait_for(&mut a_ev, bob, T);
+    assert!(
+        matches!(
+            &e,
+            Event::Registration {
+                account: AccountId(0),
+                state: RegistrationState::Registering,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let e = wait_for(&mut a_ev, bob, T);
+    assert!(
+        matches!(&e, Event::Registration { account: AccountId(0), state: RegistrationState::Registered, aor, .. } if aor.contains("bob")),
+        "{e:?}"
+    );
+    assert!(reg.wait(T, |r| r.bindings("alice").is_empty()));
+    assert_eq!(reg.bindings("bob").len(), 1);
+    // Removing it un-registers it and says so.
+    reconfigure(
+        &a,
+        Settings {
+            accounts: vec![],
+            ..base
+        },
+    );
+    let e = wait_for(
+        &mut a_ev,
+        |e| is_registration(e, RegistrationState::Unregistered),
+        T,
+    );
+    assert!(
+        matches!(
+            &e,
+            Event::Registration {
+                account: AccountId(0),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(reg.wait(T, |r| r.binding_count() == 0));
+}
+
+#[test]
+fn reconfigure_cannot_move_the_sockets_and_says_they_take_effect_after_a_restart() {
+    let base = settings(vec![]);
+    let (a, mut a_ev) = start("a", base.clone());
+    reconfigure(
+        &a,
+        Settings {
+            listen: "127.0.0.1:5999".into(),
+            rtp_ports: "41000-41099".into(),
+            ..base.clone()
+        },
+    );
+    let e = wait_for(&mut a_ev, |e| matches!(e, Event::Error { .. }), T);
+    assert!(
+        matches!(&e, Event::Error { message } if message.contains("after a restart")),
+        "{e:?}"
+    );
+    // Settings that do not validate change nothing and say why.
+    reconfigure(
+        &a,
+        Settings {
+            codecs: vec!["g729".into()],
+            auto_answer: true,
+            ..base
+        },
+    );
+    let e = wait_for(&mut a_ev, |e| matches!(e, Event::Error { .. }), T);
+    assert!(
+        matches!(&e, Event::Error { message } if message.contains("g729")),
+        "{e:?}"
+    );
+    // The engine still answers to its old address.
+    let (b, mut b_ev) = start("b", settings(vec![]));
+    let (_b_call, a_call) = ring(&b, &mut b_ev, &a, &mut a_ev);
+    call_event(&mut a_ev, Some(a_call), CallState::Ringing);
+    no_event(
+        &mut a_ev,
+        |e| {
+            matches!(
+                e,
+                Event::Call {
+                    state: CallState::Established,
+                    ..
+                }
+            )
+        },
+        Duration::from_millis(300),
+    );
+}
+
+#[test]
+fn reconfigure_switches_the_microphone_under_a_call_like_set_audio_input() {
+    let (a, mut a_ev) = start("a", settings(vec![]));
+    let (b, mut b_ev) = start("b", settings(vec![]));
+    let (a_call, b_call) = connect(&a, &mut a_ev, &b, &mut b_ev, &direct_uri(&b));
+    reconfigure(
+        &a,
+        Settings {
+            audio_in: "tone:1000".into(),
+            ..settings(vec![])
+        },
+    );
+    let devices = |engine: &Engine, ev: &mut Events| {
+        engine.send(Command::Stats);
+        match wait_for(ev, |e| matches!(e, Event::Stats { .. }), T) {
+            Event::Stats { devices, .. } => devices.expect("device figures"),
+            _ => unreachable!(),
+        }
+    };
+    let d = devices(&a, &mut a_ev);
+    assert_eq!((d.input.as_str(), d.input_opens), ("tone:1000", 2), "{d:?}");
+    assert_eq!(
+        d.output_opens, 1,
+        "the output is unchanged: not opened again"
+    );
+    // No re-INVITE: the far end sees no change of its call.
+    no_event(
+        &mut b_ev,
+        |e| matches!(e, Event::Call { .. }),
+        Duration::from_millis(300),
+    );
+    hang_up(&a, &mut a_ev, a_call, &mut b_ev, b_call);
+}
+
+#[test]
+fn do_not_disturb_refuses_calls_with_486_and_reports_each_for_the_history() {
+    let dnd = Settings {
+        do_not_disturb: true,
+        ..settings(vec![])
+    };
+    let (a, mut a_ev) = start("a", settings(vec![]));
+    let (b, mut b_ev) = start("b", dnd.clone());
+    a.send(Command::Call {
+        uri: direct_uri(&b),
+        account: None,
+    });
+    let a_call = call_id(&call_event(&mut a_ev, None, CallState::Calling));
+    assert_eq!(ended(&mut a_ev, a_call), (Some(EndReason::Busy), Some(486)));
+    let e = wait_for(&mut b_ev, |e| matches!(e, Event::IncomingRefused { .. }), T);
+    assert!(
+        matches!(&e, Event::IncomingRefused { code: 486, reason, from, .. }
+            if reason == "do-not-disturb" && from.contains("dialtone@")),
+        "{e:?}"
+    );
+    no_event(
+        &mut b_ev,
+        |e| matches!(e, Event::Incoming { .. } | Event::Call { .. }),
+        Duration::from_millis(200),
+    );
+    // Turned off: the next call rings.
+    reconfigure(
+        &b,
+        Settings {
+            do_not_disturb: false,
+            ..dnd
+        },
+    );
+    ring(&a, &mut a_ev, &b, &mut b_ev);
+}

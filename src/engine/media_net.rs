@@ -97,8 +97,23 @@ impl MediaNet {
 
     /// Ringback / ring tone on or off; the media clock runs while one sounds.
     pub fn set_alerts(&mut self, ringback: bool, ring: bool) {
+        self.waking(|e| e.set_alerts(ringback, ring));
+    }
+
+    /// Input meter with no call on or off; the media clock runs while it is on.
+    pub fn set_monitor(&mut self, on: bool) {
+        self.waking(|e| e.set_monitor(on));
+    }
+
+    /// The one-second test tone, on the call output or the ring device.
+    pub fn play_test_tone(&mut self, ring: bool) {
+        self.waking(|e| e.play_test_tone(ring));
+    }
+
+    /// Applies `change`; a clock that was idle and has work now starts afresh at once.
+    fn waking(&mut self, change: impl FnOnce(&mut MediaEngine)) {
         let was_active = self.engine.active();
-        self.engine.set_alerts(ringback, ring);
+        change(&mut self.engine);
         if !was_active && self.engine.active() {
             self.clock.reset_immediately();
         }

@@ -5,6 +5,7 @@
 pub mod media;
 pub mod media_net;
 pub mod net;
+pub mod reconfigure;
 pub mod runtime;
 pub mod sip;
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 pub async fn run(
-    settings: Settings,
+    mut settings: Settings,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<Event>,
     waker: Option<Waker>,
@@ -45,7 +45,8 @@ pub async fn run(
             return;
         }
     };
-    let (engine, device_errors) = MediaEngine::open(input, output, settings.audio_processing);
+    let (mut engine, device_errors) = MediaEngine::open(input, output, settings.audio_processing);
+    let ring_errors = super::reconfigure::open_ring(&settings, &mut engine);
     let bind_ip = settings
         .listen_addr()
         .map(|a| a.ip())
@@ -56,6 +57,9 @@ pub async fn run(
         let _ = events.send(Event::Error {
             message: format!("audio: {e}"),
         });
+    }
+    for e in ring_errors {
+        let _ = events.send(e);
     }
     let mut ua = UserAgent::new(cfg, &settings.accounts);
     ua.start(Instant::now());
@@ -75,14 +79,20 @@ pub async fn run(
                     // Devices are the media edge's business; the SIP side never hears of them.
                     Some(Command::SetAudioInput { spec }) => {
                         let r = InputSpec::parse(&spec).and_then(|s| media.engine.switch_input(s));
-                        if let Err(e) = r {
-                            let _ = events.send(Event::Error { message: format!("audio input: {e}") });
+                        match r {
+                            Ok(()) => settings.audio_in = spec,
+                            Err(e) => {
+                                let _ = events.send(Event::Error { message: format!("audio input: {e}") });
+                            }
                         }
                     }
                     Some(Command::SetAudioOutput { spec }) => {
                         let r = OutputSpec::parse(&spec).and_then(|s| media.engine.switch_output(s));
-                        if let Err(e) = r {
-                            let _ = events.send(Event::Error { message: format!("audio output: {e}") });
+                        match r {
+                            Ok(()) => settings.audio_out = spec,
+                            Err(e) => {
+                                let _ = events.send(Event::Error { message: format!("audio output: {e}") });
+                            }
                         }
                     }
                     Some(Command::ListDevices) => {
@@ -97,6 +107,19 @@ pub async fn run(
                             }
                         });
                     }
+                    Some(Command::Reconfigure { settings: new }) => {
+                        let errors = super::reconfigure::apply(
+                            &mut settings, *new, &mut media, &mut ua, Instant::now(),
+                        );
+                        for e in errors {
+                            let _ = events.send(e);
+                        }
+                        if let Some(w) = &waker {
+                            w();
+                        }
+                    }
+                    Some(Command::MonitorInput { on }) => media.set_monitor(on),
+                    Some(Command::PlayTestTone { ring }) => media.play_test_tone(ring),
                     Some(c) => ua.handle_command(c, Instant::now()),
                     None => {
                         // Every handle is gone: stop cleanly.

@@ -214,6 +214,14 @@ pub struct Settings {
     /// SRTP on calls that belong to no account (dialled as a full address with no account, or
     /// arriving for no account's user): `none`, `sdes` or `sdes-mandatory`.
     pub media_encryption: MediaEncryption,
+    /// Do not disturb: every incoming call is refused at once with 486 Busy Here, without
+    /// ringing (the UI still hears of it, for its missed calls).
+    pub do_not_disturb: bool,
+    /// Where incoming calls ring: empty for the call output, or another output (`default`,
+    /// `device:NAME`, `wav:FILE`, `null`), opened once at start like the others.
+    pub ring_out: String,
+    /// The ring tone: empty for the built-in one, or `wav:FILE` (looped while ringing).
+    pub ring_tone: String,
 }
 
 impl Default for Settings {
@@ -229,6 +237,9 @@ impl Default for Settings {
             codecs: vec!["opus".into(), "PCMU".into(), "PCMA".into()],
             audio_processing: true,
             media_encryption: MediaEncryption::None,
+            do_not_disturb: false,
+            ring_out: String::new(),
+            ring_tone: String::new(),
         }
     }
 }
@@ -350,6 +361,8 @@ impl Settings {
             .map_err(|e| SettingsError::Invalid(e.to_string()))?;
         crate::engine::media::devices::OutputSpec::parse(&self.audio_out)
             .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        self.ring_output()?;
+        self.ring_tone_file()?;
         self.listen_addr()?;
         for (i, a) in self.accounts.iter().enumerate() {
             let uri = crate::engine::sip::uri::Uri::parse(&a.uri).map_err(|e| {
@@ -376,6 +389,35 @@ impl Settings {
             return Err(bad());
         }
         Ok((a, b))
+    }
+
+    /// The ring device: None when incoming calls ring on the call output (`ring_out` empty, or
+    /// the same as `audio_out`).
+    pub fn ring_output(
+        &self,
+    ) -> Result<Option<crate::engine::media::devices::OutputSpec>, SettingsError> {
+        use crate::engine::media::devices::OutputSpec;
+        if self.ring_out.trim().is_empty() {
+            return Ok(None);
+        }
+        let ring = OutputSpec::parse(&self.ring_out)
+            .map_err(|e| SettingsError::Invalid(format!("ring_out: {e}")))?;
+        let same = OutputSpec::parse(&self.audio_out).is_ok_and(|out| out == ring);
+        Ok((!same).then_some(ring))
+    }
+
+    /// The ring tone file: None for the built-in ring tone.
+    pub fn ring_tone_file(&self) -> Result<Option<PathBuf>, SettingsError> {
+        let tone = self.ring_tone.trim();
+        if tone.is_empty() {
+            return Ok(None);
+        }
+        match tone.split_once(':') {
+            Some(("wav", path)) if !path.is_empty() => Ok(Some(PathBuf::from(path))),
+            _ => Err(SettingsError::Invalid(format!(
+                "ring_tone {tone:?}: want wav:FILE, or nothing for the built-in ring tone"
+            ))),
+        }
     }
 
     pub fn listen_addr(&self) -> Result<std::net::SocketAddr, SettingsError> {
@@ -598,5 +640,62 @@ mod tests {
             ..Settings::default()
         };
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn ring_and_do_not_disturb_settings_read_with_defaults_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(&path, "auto_answer = true\n").unwrap();
+        let s = Settings::load(&path).unwrap();
+        assert!(!s.do_not_disturb);
+        assert_eq!(s.ring_output().unwrap(), None);
+        assert_eq!(s.ring_tone_file().unwrap(), None);
+        std::fs::write(
+            &path,
+            "do_not_disturb = true\nring_out = \"wav:/tmp/ring.wav\"\n\
+             ring_tone = \"wav:/usr/share/sounds/ring.wav\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(&path).unwrap();
+        assert!(s.do_not_disturb);
+        assert_eq!(
+            s.ring_output().unwrap().map(|o| o.to_string()),
+            Some("wav:/tmp/ring.wav".into())
+        );
+        assert_eq!(
+            s.ring_tone_file().unwrap(),
+            Some(PathBuf::from("/usr/share/sounds/ring.wav"))
+        );
+        // The call output named again is no ring device of its own.
+        let same = Settings {
+            audio_out: "null".into(),
+            ring_out: "null".into(),
+            ..Settings::default()
+        };
+        assert_eq!(same.ring_output().unwrap(), None);
+        for (ring_out, ring_tone) in [("speaker", ""), ("", "tone:440"), ("", "wav:")] {
+            let bad = Settings {
+                ring_out: ring_out.into(),
+                ring_tone: ring_tone.into(),
+                ..Settings::default()
+            };
+            assert!(bad.validate().is_err(), "{ring_out:?} {ring_tone:?}");
+        }
+    }
+
+    #[test]
+    fn debug_output_leaves_passwords_out() {
+        let s = Settings {
+            accounts: vec![Account {
+                uri: "sip:carol@127.0.0.1".into(),
+                password: "hunter2".into(),
+                ..Account::default()
+            }],
+            ..Settings::default()
+        };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("sip:carol@127.0.0.1"), "{shown}");
     }
 }

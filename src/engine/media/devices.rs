@@ -1,5 +1,6 @@
 //! Audio sources and sinks, chosen by name: `tone:440`, `wav:FILE`, `silence` in; `null`,
-//! `wav:FILE` out; `default` / `device:NAME` for real devices.
+//! `wav:FILE` out; `default` / `device:NAME` for real devices; and `loopback` in and out, a pair
+//! that plays back what is played (the echo service: [`loopback_pair`]).
 //!
 //! Everything here speaks the hub's format: 48 kHz mono, 20 ms frames of 960 samples. Sources are
 //! pulled one frame per hub tick (the hub's clock paces synthetic sources); sinks take the mixed
@@ -57,6 +58,8 @@ pub enum InputSpec {
     /// A WAV file, looped.
     Wav(PathBuf),
     Silence,
+    /// What the `loopback` output played, one frame later (only with the `loopback` output).
+    Loopback,
 }
 
 /// Where the mixed call audio goes.
@@ -68,6 +71,8 @@ pub enum OutputSpec {
     Wav(PathBuf),
     /// Discard (but still paced and counted).
     Null,
+    /// Into the `loopback` input (only with the `loopback` input).
+    Loopback,
 }
 
 impl InputSpec {
@@ -80,12 +85,13 @@ impl InputSpec {
         let bad = || DeviceError::BadSpec {
             kind: "input",
             spec: s.to_string(),
-            want: "default, device:NAME, tone:HZ, wav:FILE or silence",
+            want: "default, device:NAME, tone:HZ, wav:FILE, silence or loopback",
         };
         let s = s.trim();
         Ok(match s.split_once(':') {
             None if s.is_empty() || s == "default" => InputSpec::Default,
             None if s == "silence" => InputSpec::Silence,
+            None if s == "loopback" => InputSpec::Loopback,
             Some(("device", name)) if !name.is_empty() => InputSpec::Device(name.into()),
             Some(("tone", hz)) => {
                 let hz: f32 = hz.parse().map_err(|_| bad())?;
@@ -106,13 +112,14 @@ impl OutputSpec {
         Ok(match s.split_once(':') {
             None if s.is_empty() || s == "default" => OutputSpec::Default,
             None if s == "null" => OutputSpec::Null,
+            None if s == "loopback" => OutputSpec::Loopback,
             Some(("device", name)) if !name.is_empty() => OutputSpec::Device(name.into()),
             Some(("wav", path)) if !path.is_empty() => OutputSpec::Wav(path.into()),
             _ => {
                 return Err(DeviceError::BadSpec {
                     kind: "output",
                     spec: s.to_string(),
-                    want: "default, device:NAME, wav:FILE or null",
+                    want: "default, device:NAME, wav:FILE, null or loopback",
                 });
             }
         })
@@ -127,6 +134,7 @@ impl fmt::Display for InputSpec {
             InputSpec::Tone(hz) => write!(f, "tone:{hz}"),
             InputSpec::Wav(p) => write!(f, "wav:{}", p.display()),
             InputSpec::Silence => f.write_str("silence"),
+            InputSpec::Loopback => f.write_str("loopback"),
         }
     }
 }
@@ -138,6 +146,7 @@ impl fmt::Display for OutputSpec {
             OutputSpec::Device(n) => write!(f, "device:{n}"),
             OutputSpec::Wav(p) => write!(f, "wav:{}", p.display()),
             OutputSpec::Null => f.write_str("null"),
+            OutputSpec::Loopback => f.write_str("loopback"),
         }
     }
 }
@@ -236,18 +245,75 @@ pub fn open_source(spec: &InputSpec) -> Result<Box<dyn AudioSource>, DeviceError
             *hz, -10.0, HUB_RATE,
         )))),
         InputSpec::Silence => Ok(Box::new(SilenceSource)),
-        InputSpec::Wav(path) => {
-            let audio = read_wav(path).map_err(|source| DeviceError::Wav {
-                path: path.clone(),
-                source,
-            })?;
-            let mut samples = Vec::with_capacity(audio.samples.len() * 6);
-            Resampler::new(audio.rate, HUB_RATE).process(&audio.samples, &mut samples);
-            if samples.is_empty() {
-                return Err(DeviceError::EmptyWav { path: path.clone() });
-            }
-            Ok(Box::new(WavSource { samples, at: 0 }))
+        InputSpec::Wav(path) => Ok(Box::new(WavSource {
+            samples: read_wav_at_hub_rate(path)?,
+            at: 0,
+        })),
+        InputSpec::Loopback => Err(unpaired_loopback("input")),
+    }
+}
+
+/// A WAV file's audio at the hub's rate (48 kHz mono); an error names the file. Never empty.
+pub fn read_wav_at_hub_rate(path: &std::path::Path) -> Result<Vec<i16>, DeviceError> {
+    let audio = read_wav(path).map_err(|source| DeviceError::Wav {
+        path: path.into(),
+        source,
+    })?;
+    let mut samples = Vec::with_capacity(audio.samples.len() * 6);
+    Resampler::new(audio.rate, HUB_RATE).process(&audio.samples, &mut samples);
+    if samples.is_empty() {
+        return Err(DeviceError::EmptyWav { path: path.into() });
+    }
+    Ok(samples)
+}
+
+fn unpaired_loopback(kind: &str) -> DeviceError {
+    DeviceError::Audio {
+        what: format!("loopback {kind}"),
+        message: "works only with loopback as both input and output (the echo service)".into(),
+    }
+}
+
+/// Frames the loopback pair holds before the oldest are dropped: far more than the one frame
+/// between a tick's playout and the next tick's capture.
+const LOOPBACK_FRAMES: usize = 4;
+
+/// The `loopback` input and output, linked: each mixed frame written to the sink is read back
+/// by the source on the next hub tick (silence until then). A lock-free ring between the two,
+/// allocated here once; the echo service's engine plays back what its callers send.
+pub fn loopback_pair() -> (Box<dyn AudioSource>, Box<dyn AudioSink>) {
+    let (tx, rx) = rtrb::RingBuffer::new(LOOPBACK_FRAMES * FRAME_SAMPLES);
+    (Box::new(LoopbackSource(rx)), Box::new(LoopbackSink(tx)))
+}
+
+struct LoopbackSource(rtrb::Consumer<i16>);
+
+impl AudioSource for LoopbackSource {
+    fn read(&mut self, out: &mut [i16]) -> Result<(), DeviceError> {
+        if self.0.slots() < out.len() {
+            out.fill(0);
+            return Ok(());
         }
+        for s in out.iter_mut() {
+            *s = self.0.pop().unwrap_or(0);
+        }
+        Ok(())
+    }
+}
+
+struct LoopbackSink(rtrb::Producer<i16>);
+
+impl AudioSink for LoopbackSink {
+    fn write(&mut self, frame: &[i16]) -> Result<(), DeviceError> {
+        // Full (nothing reads: no capture this tick): the newest frame is dropped, not the
+        // oldest — the source catches up on its next reads.
+        if self.0.slots() < frame.len() {
+            return Ok(());
+        }
+        for &s in frame {
+            let _ = self.0.push(s);
+        }
+        Ok(())
     }
 }
 
@@ -267,6 +333,7 @@ pub fn open_sink(spec: &OutputSpec) -> Result<Box<dyn AudioSink>, DeviceError> {
                 writer: Some(writer),
             }))
         }
+        OutputSpec::Loopback => Err(unpaired_loopback("output")),
     }
 }
 
@@ -282,10 +349,11 @@ mod tests {
             "tone:440",
             "wav:/tmp/x.wav",
             "silence",
+            "loopback",
         ] {
             assert_eq!(InputSpec::parse(s).unwrap().to_string(), s);
         }
-        for s in ["default", "device:hw", "wav:/tmp/y.wav", "null"] {
+        for s in ["default", "device:hw", "wav:/tmp/y.wav", "null", "loopback"] {
             assert_eq!(OutputSpec::parse(s).unwrap().to_string(), s);
         }
         for bad in ["tone:", "tone:abc", "tone:5", "wav:", "mic", "device:"] {
@@ -304,6 +372,37 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("no such microphone"), "{e}");
+    }
+
+    #[test]
+    fn loopback_plays_back_each_frame_once_and_alone_is_an_error() {
+        let (mut src, mut sink) = loopback_pair();
+        let mut frame = [7i16; FRAME_SAMPLES];
+        src.read(&mut frame).unwrap();
+        assert!(
+            frame.iter().all(|&s| s == 0),
+            "silence before anything was played"
+        );
+        let played: Vec<i16> = (0..FRAME_SAMPLES as i16).collect();
+        sink.write(&played).unwrap();
+        src.read(&mut frame).unwrap();
+        assert_eq!(frame[..], played[..]);
+        src.read(&mut frame).unwrap();
+        assert!(
+            frame.iter().all(|&s| s == 0),
+            "each frame is read back once"
+        );
+        // Written with no one reading: the ring keeps what fits and drops the rest.
+        for _ in 0..LOOPBACK_FRAMES + 3 {
+            sink.write(&played).unwrap();
+        }
+        for _ in 0..LOOPBACK_FRAMES {
+            src.read(&mut frame).unwrap();
+            assert_eq!(frame[..], played[..]);
+        }
+        let e = open_source(&InputSpec::Loopback).err().unwrap();
+        assert!(e.to_string().contains("loopback"), "{e}");
+        assert!(open_sink(&OutputSpec::Loopback).is_err());
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! The media engine: the capture hub, the playout mixer and every call's stream, driven by the
 //! runtime with the time passed in. Sans-IO like the SIP side: RTP comes in through `on_rtp`,
-//! packets to send come out of `tick`, which the runtime calls every 20 ms while a call has media
-//! (and never while idle).
+//! packets to send come out of `tick`, which the runtime calls every 20 ms while a call has media,
+//! an alert sounds or the input is monitored (and never while idle). A ring device of its own,
+//! if one is set, plays the ring tone.
 
 use super::alerts::Alerts;
 use super::apm::AudioProcessor;
-use super::devices::{DeviceError, FRAME_SAMPLES, InputSpec, OutputSpec};
+use super::devices::{
+    DeviceError, FRAME_SAMPLES, InputSpec, OutputSpec, loopback_pair, open_sink,
+    read_wav_at_hub_rate,
+};
 use super::hub::CaptureHub;
 use super::playout::Playout;
 use super::rtp_session::DtmfDigit;
@@ -13,6 +17,7 @@ use super::stream::{CodecKey, MediaParams, Stream};
 use crate::api::{CallId, DeviceStats, MediaStats};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Instant;
 
 /// RTP packets to send: the call, where to, the bytes.
@@ -64,21 +69,38 @@ pub struct MediaEngine {
     /// Echo cancellation, noise suppression and AGC on the input, if the setting is on: built
     /// at open, applied only while the input is a real microphone (see `processing_active`).
     apm: Option<Box<AudioProcessor>>,
+    /// The audio processing setting; a change applies from the next call (`set_call`).
+    audio_processing: bool,
+    /// Where incoming calls ring, if not on the call output.
+    ring: Option<Playout>,
+    /// Ring devices opened (at start and by each switch).
+    ring_opens: u32,
+    /// Meter the input with no call (`MonitorInput`).
+    monitor: bool,
 }
 
 impl MediaEngine {
     /// Opens the input and the output, once. Devices that fail fall back (silence, null) and
     /// their errors are returned for the user to see. `audio_processing` turns on echo
     /// cancellation, noise suppression and AGC for real microphones (synthetic and file sources
-    /// are sent as they are).
+    /// are sent as they are). `loopback` as both input and output links them: what is played
+    /// is captured again on the next tick (the echo service).
     pub fn open(
         input: InputSpec,
         output: OutputSpec,
         audio_processing: bool,
     ) -> (MediaEngine, Vec<DeviceError>) {
-        let (hub, e1) = CaptureHub::open(input);
-        let (playout, e2) = Playout::open(output);
-        let errors = e1.into_iter().chain(e2).collect();
+        let (hub, playout, errors) =
+            if input == InputSpec::Loopback && output == OutputSpec::Loopback {
+                let (source, sink) = loopback_pair();
+                tracing::info!("audio input and output: loopback");
+                let hub = CaptureHub::with(input, source);
+                (hub, Playout::with(sink, output), Vec::new())
+            } else {
+                let (hub, e1) = CaptureHub::open(input);
+                let (playout, e2) = Playout::open(output);
+                (hub, playout, e1.into_iter().chain(e2).collect())
+            };
         (
             MediaEngine {
                 hub,
@@ -90,9 +112,84 @@ impl MediaEngine {
                 input_level: -120.0,
                 call_levels: BTreeMap::new(),
                 apm: audio_processing.then(Box::default),
+                audio_processing,
+                ring: None,
+                ring_opens: 0,
+                monitor: false,
             },
             errors,
         )
+    }
+
+    /// Opens (or switches, or with None closes) the ring device: incoming calls ring there
+    /// instead of on the call output. A device that cannot be opened leaves none (calls ring on
+    /// the call output) and is returned.
+    pub fn set_ring_output(&mut self, spec: Option<OutputSpec>) -> Result<(), DeviceError> {
+        if self.ring.as_ref().map(|r| &r.spec) == spec.as_ref() {
+            return Ok(());
+        }
+        let opened = spec
+            .map(|spec| open_sink(&spec).map(|sink| Playout::with(sink, spec)))
+            .transpose();
+        let (ring, result) = match opened {
+            Ok(ring) => (ring, Ok(())),
+            Err(e) => (None, Err(e)),
+        };
+        if let Some(mut old) = std::mem::replace(&mut self.ring, ring) {
+            tracing::info!("ring device closed: {}", old.spec);
+            if let Err(e) = old.close() {
+                tracing::warn!("closing the ring device: {e}");
+            }
+        }
+        if let Some(r) = &self.ring {
+            tracing::info!("ring device opened: {}", r.spec);
+            self.ring_opens += 1;
+        }
+        self.alerts.set_ring_device(self.ring.is_some());
+        result
+    }
+
+    /// The ring tone from the next ring on: a WAV file (looped), or None for the built-in one.
+    /// A file that cannot be read gives the built-in one, and the error.
+    pub fn set_ring_tone(&mut self, file: Option<&Path>) -> Result<(), DeviceError> {
+        match file.map(read_wav_at_hub_rate).transpose() {
+            Ok(samples) => {
+                self.alerts.set_ring_tone(samples);
+                Ok(())
+            }
+            Err(e) => {
+                self.alerts.set_ring_tone(None);
+                Err(e)
+            }
+        }
+    }
+
+    /// Echo cancellation, noise suppression and AGC on or off, from the next call on (at once
+    /// when no call has media).
+    pub fn set_audio_processing(&mut self, on: bool) {
+        self.audio_processing = on;
+        if self.streams.is_empty() {
+            self.apply_audio_processing();
+        }
+    }
+
+    fn apply_audio_processing(&mut self) {
+        match (self.audio_processing, self.apm.is_some()) {
+            (true, false) => self.apm = Some(Box::default()),
+            (false, true) => self.apm = None,
+            _ => {}
+        }
+    }
+
+    /// Meter the input (levels about 10 per second) even with no call; off stops the clock
+    /// again when nothing else needs it.
+    pub fn set_monitor(&mut self, on: bool) {
+        self.monitor = on;
+    }
+
+    /// A one-second 440 Hz tone on the call output (or on the ring device with `ring`).
+    pub fn play_test_tone(&mut self, ring: bool) {
+        self.alerts.play_test_tone(ring);
     }
 
     /// Whether the captured audio goes through echo cancellation, noise suppression and AGC:
@@ -101,9 +198,10 @@ impl MediaEngine {
         self.apm.is_some() && self.hub.spec.is_device()
     }
 
-    /// Whether the runtime should tick: only while some call has media or a call rings.
+    /// Whether the runtime should tick: only while some call has media, an alert sounds or the
+    /// input is monitored.
     pub fn active(&self) -> bool {
-        !self.streams.is_empty() || self.alerts.active()
+        !self.streams.is_empty() || self.alerts.active() || self.monitor
     }
 
     /// Ringback (an outgoing call rings without early media) and ring tone (a call comes in).
@@ -126,6 +224,10 @@ impl MediaEngine {
             return Ok(());
         }
         let stream = Stream::new(params, now, std::time::SystemTime::now())?;
+        if self.streams.is_empty() {
+            // The first call since the setting changed: it applies now.
+            self.apply_audio_processing();
+        }
         self.streams.insert(call, stream);
         self.retain_codecs();
         Ok(())
@@ -170,11 +272,14 @@ impl MediaEngine {
         if !self.active() {
             return tick;
         }
-        if !self.streams.is_empty() {
+        let calls = !self.streams.is_empty();
+        if calls || self.monitor {
             if let Some(e) = self.hub.capture() {
                 tick.errors.push(e);
             }
-            if self.hub.spec.is_device()
+            // Processed for calls only: a meter with no call shows the microphone as it is.
+            if calls
+                && self.hub.spec.is_device()
                 && let Some(apm) = self.apm.as_mut()
             {
                 apm.process_capture(self.hub.frame_mut());
@@ -198,23 +303,33 @@ impl MediaEngine {
                 tick.rtcp.push((*id, to, bytes, s.params.rtcp_mux));
             }
         }
-        self.playout.begin();
-        for (id, s) in self.streams.iter_mut() {
-            self.frame.clear();
-            s.playout(now, &mut self.frame);
-            let level = if s.params.recv {
-                self.playout.add(&self.frame);
-                level_dbfs(&self.frame)
-            } else {
-                -120.0
-            };
-            let peak = self.call_levels.entry(*id).or_insert(-120.0);
-            *peak = peak.max(level);
+        let alert = self.alerts.frame();
+        // The call output plays while a call has media or an alert sounds there, not for a
+        // meter alone.
+        if calls || alert.call.is_some() {
+            self.playout.begin();
+            for (id, s) in self.streams.iter_mut() {
+                self.frame.clear();
+                s.playout(now, &mut self.frame);
+                let level = if s.params.recv {
+                    self.playout.add(&self.frame);
+                    level_dbfs(&self.frame)
+                } else {
+                    -120.0
+                };
+                let peak = self.call_levels.entry(*id).or_insert(-120.0);
+                *peak = peak.max(level);
+            }
+            if let Some(f) = alert.call {
+                self.playout.add(f);
+            }
+            tick.errors.extend(self.playout.finish());
         }
-        if let Some(alert) = self.alerts.frame() {
-            self.playout.add(alert);
+        if let (Some(f), Some(ring)) = (alert.ring, self.ring.as_mut()) {
+            ring.begin();
+            ring.add(f);
+            tick.errors.extend(ring.finish());
         }
-        tick.errors.extend(self.playout.finish());
         // The echo reference: what went to the speaker this tick, before the next capture. Fed
         // only on ticks that capture, so render and capture stay paired.
         if !self.streams.is_empty()
@@ -224,7 +339,7 @@ impl MediaEngine {
             apm.process_render(self.playout.frame());
         }
         self.ticks = self.ticks.wrapping_add(1);
-        if self.ticks.is_multiple_of(LEVEL_EVERY) && !self.streams.is_empty() {
+        if self.ticks.is_multiple_of(LEVEL_EVERY) && (calls || self.monitor) {
             self.call_levels
                 .retain(|id, _| self.streams.contains_key(id));
             let calls = self.call_levels.iter().map(|(id, l)| (*id, *l)).collect();
@@ -279,6 +394,15 @@ impl MediaEngine {
             frames_captured: self.hub.frames_captured,
             frames_played: self.playout.frames_played,
             encodes: self.hub.encodes,
+            ring_output: self
+                .ring
+                .as_ref()
+                .map(|r| r.spec.to_string())
+                .unwrap_or_default(),
+            ring_opens: self.ring_opens,
+            ring_frames_played: self.ring.as_ref().map_or(0, |r| r.frames_played),
+            audio_processing: self.processing_active(),
+            monitoring: self.monitor,
         }
     }
 
@@ -286,6 +410,9 @@ impl MediaEngine {
     pub fn close(&mut self) {
         if let Err(e) = self.playout.close() {
             tracing::error!("closing the audio output: {e}");
+        }
+        if let Some(Err(e)) = self.ring.as_mut().map(Playout::close) {
+            tracing::error!("closing the ring device: {e}");
         }
     }
 }
@@ -505,5 +632,160 @@ mod tests {
         assert_eq!(errors.len(), 2);
         let d = m.device_stats();
         assert_eq!((d.input.as_str(), d.output.as_str()), ("silence", "null"));
+    }
+
+    /// Runs `a` and `b` (call 1 on each, linked by a lossless wire) for `ticks` 20 ms ticks.
+    fn run_pair(a: &mut MediaEngine, b: &mut MediaEngine, ticks: u64) {
+        let t0 = Instant::now();
+        a.set_call(CallId(1), params(20000, 20100, CodecSpec::pcmu()), t0)
+            .unwrap();
+        b.set_call(CallId(1), params(20100, 20000, CodecSpec::pcmu()), t0)
+            .unwrap();
+        for n in 0..ticks {
+            let now = t0 + Duration::from_millis(20 * n);
+            let to_b = a.tick(now).packets;
+            let to_a = b.tick(now).packets;
+            for (_, _, p) in to_b {
+                b.on_rtp(CallId(1), &p, now);
+            }
+            for (_, _, p) in to_a {
+                a.on_rtp(CallId(1), &p, now);
+            }
+        }
+    }
+
+    #[test]
+    fn a_loopback_engine_sends_back_what_it_receives() {
+        let dir = tempfile::tempdir().unwrap();
+        let heard = dir.path().join("heard.wav");
+        let (mut caller, _) = MediaEngine::open(
+            InputSpec::Tone(440.0),
+            OutputSpec::Wav(heard.clone()),
+            false,
+        );
+        let (mut echo, errors) =
+            MediaEngine::open(InputSpec::Loopback, OutputSpec::Loopback, false);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(echo.device_stats().input, "loopback");
+        run_pair(&mut caller, &mut echo, 100);
+        caller.close();
+        let rec = crate::engine::media::wav::read_wav(&heard).unwrap().samples;
+        let tail = &rec[rec.len() - 48_000..];
+        let tone = crate::engine::media::tone::dominant_tone(tail, 48_000, &[440.0, 1000.0]);
+        let (hz, db) = tone.expect("the caller hears its tone back");
+        assert_eq!(hz, 440.0);
+        assert!(db > -20.0, "{db} dBFS");
+    }
+
+    #[test]
+    fn monitoring_meters_the_input_with_no_call_and_plays_nothing() {
+        let (mut m, _) = MediaEngine::open(InputSpec::Tone(440.0), OutputSpec::Null, false);
+        m.set_monitor(true);
+        assert!(m.active());
+        let t0 = Instant::now();
+        let levels: Vec<_> = (0..10u64)
+            .filter_map(|n| m.tick(t0 + Duration::from_millis(20 * n)).levels)
+            .collect();
+        assert_eq!(levels.len(), 2, "every fifth tick");
+        let (input, calls) = &levels[1];
+        assert!((-14.5..=-11.5).contains(input), "{input}");
+        assert!(calls.is_empty());
+        let d = m.device_stats();
+        assert!(d.monitoring);
+        assert_eq!((d.frames_captured, d.frames_played), (10, 0));
+        m.set_monitor(false);
+        assert!(!m.active(), "nothing left to tick for");
+        assert!(m.tick(t0).levels.is_none());
+        assert_eq!(m.device_stats().frames_captured, 10);
+    }
+
+    #[test]
+    fn the_ring_tone_plays_on_the_ring_device_and_not_on_the_call_output() {
+        use crate::engine::media::alerts::{RING_HZ, RINGBACK_HZ, TEST_TONE_HZ};
+        use crate::engine::media::tone::dominant_tone;
+        use crate::engine::media::wav::read_wav;
+        let dir = tempfile::tempdir().unwrap();
+        let (out, ring) = (dir.path().join("out.wav"), dir.path().join("ring.wav"));
+        let (mut m, _) = MediaEngine::open(InputSpec::Silence, OutputSpec::Wav(out.clone()), false);
+        m.set_ring_output(Some(OutputSpec::Wav(ring.clone())))
+            .unwrap();
+        // The same device again opens nothing.
+        m.set_ring_output(Some(OutputSpec::Wav(ring.clone())))
+            .unwrap();
+        m.set_alerts(false, true);
+        let t0 = Instant::now();
+        for n in 0..25u64 {
+            m.tick(t0 + Duration::from_millis(20 * n));
+        }
+        m.set_alerts(false, false);
+        m.play_test_tone(false);
+        for n in 25..100u64 {
+            m.tick(t0 + Duration::from_millis(20 * n));
+        }
+        assert!(!m.active(), "the test tone ended by itself");
+        let d = m.device_stats();
+        assert_eq!(d.ring_output, format!("wav:{}", ring.display()));
+        assert_eq!((d.ring_opens, d.ring_frames_played), (1, 25));
+        assert_eq!(
+            d.frames_played, 50,
+            "the test tone's second on the call output"
+        );
+        m.close();
+        let candidates = [RING_HZ.0, RINGBACK_HZ, TEST_TONE_HZ];
+        let ring = read_wav(&ring).unwrap().samples;
+        assert_eq!(ring.len(), 25 * FRAME_SAMPLES);
+        assert_eq!(
+            dominant_tone(&ring, 48_000, &candidates).map(|t| t.0),
+            Some(RING_HZ.0)
+        );
+        let out = read_wav(&out).unwrap().samples;
+        assert_eq!(
+            out.len(),
+            50 * FRAME_SAMPLES,
+            "no ring tone frames on the call output"
+        );
+        assert_eq!(
+            dominant_tone(&out, 48_000, &candidates).map(|t| t.0),
+            Some(TEST_TONE_HZ)
+        );
+        // Closed again: the ring goes back to the call output.
+        m.set_ring_output(None).unwrap();
+        assert_eq!(m.device_stats().ring_output, "");
+    }
+
+    #[test]
+    fn an_unusable_ring_device_or_ring_tone_leaves_the_defaults_and_says_why() {
+        let (mut m, _) = MediaEngine::open(InputSpec::Silence, OutputSpec::Null, false);
+        let e = m
+            .set_ring_output(Some(OutputSpec::Device("no-such-ringer-here".into())))
+            .unwrap_err();
+        assert!(e.to_string().contains("no-such-ringer-here"), "{e}");
+        assert_eq!(m.device_stats().ring_output, "");
+        let e = m
+            .set_ring_tone(Some(Path::new("/nonexistent/ring.wav")))
+            .unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/ring.wav"), "{e}");
+        // The built-in ring tone still sounds (on the call output).
+        m.set_alerts(false, true);
+        let now = Instant::now();
+        m.tick(now);
+        assert_eq!(m.device_stats().frames_played, 1);
+    }
+
+    #[test]
+    fn turning_audio_processing_off_applies_from_the_next_call() {
+        let (mut m, _) = MediaEngine::open(InputSpec::Silence, OutputSpec::Null, true);
+        let now = Instant::now();
+        m.set_call(CallId(1), params(20000, 30000, CodecSpec::pcmu()), now)
+            .unwrap();
+        m.set_audio_processing(false);
+        assert!(m.apm.is_some(), "not under a running call");
+        m.remove_call(CallId(1), now);
+        m.set_call(CallId(2), params(20002, 30000, CodecSpec::pcmu()), now)
+            .unwrap();
+        assert!(m.apm.is_none());
+        m.remove_call(CallId(2), now);
+        m.set_audio_processing(true);
+        assert!(m.apm.is_some(), "at once with no call");
     }
 }

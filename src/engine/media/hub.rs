@@ -47,7 +47,12 @@ impl CaptureHub {
             }
         };
         tracing::info!("audio input opened: {spec}");
-        let hub = CaptureHub {
+        (CaptureHub::with(spec, source), error)
+    }
+
+    /// A hub on a source opened elsewhere (the `loopback` input, linked to its output).
+    pub fn with(spec: InputSpec, source: Box<dyn AudioSource>) -> CaptureHub {
+        CaptureHub {
             source,
             spec,
             frame: vec![0; FRAME_SAMPLES],
@@ -56,8 +61,7 @@ impl CaptureHub {
             frames_captured: 0,
             encodes: 0,
             failed: false,
-        };
-        (hub, error)
+        }
     }
 
     /// Swaps the input under every call (no call notices but for the sound). The old source is

@@ -17,7 +17,8 @@
 //! - [`hub`]: the capture hub — the input opened once, one capture and one encode per codec per
 //!   20 ms, the payload fanned out to every call;
 //! - [`stream`]: one call's RTP sender/receiver, jitter buffer and decoder;
-//! - [`playout`]: the mixer and the output, opened once; [`alerts`]: ringback and ring tone;
+//! - [`playout`]: the mixer and the output, opened once; [`alerts`]: ringback, ring tone (on a
+//!   ring device of its own if one is set) and the test tone;
 //! - [`engine`]: all of it, driven by the runtime with the time passed in;
 //! - [`resample`]: rate conversion between the hub's 48 kHz and codec/file rates;
 //! - [`cpal_device`]: real microphones and speakers (cpal, its PulseAudio host on Linux) behind

@@ -33,7 +33,8 @@ impl Playout {
         (Playout::with(sink, spec), error)
     }
 
-    fn with(sink: Box<dyn AudioSink>, spec: OutputSpec) -> Playout {
+    /// A playout on a sink opened elsewhere (the `loopback` output, a ring device).
+    pub fn with(sink: Box<dyn AudioSink>, spec: OutputSpec) -> Playout {
         Playout {
             sink,
             spec,

@@ -9,7 +9,7 @@ use super::dialog::Dialog;
 use super::message::Message;
 use super::sdp::{self, LocalMedia, MediaDirection, Negotiated, SdpSession, SessionDescription};
 use super::transport::Target;
-use crate::api::{CallId, CallState, CallStats, Direction, EndReason, Event, HoldState};
+use crate::api::{AccountId, CallId, CallState, CallStats, Direction, EndReason, Event, HoldState};
 use crate::engine::media::srtp::CryptoAttribute;
 use crate::engine::media::stream::{MediaParams, SrtpParams};
 use crate::store::settings::MediaEncryption;
@@ -55,7 +55,8 @@ pub const RING_LIMIT: Duration = Duration::from_secs(180);
 pub struct Call {
     pub id: CallId,
     pub direction: Direction,
-    pub account: Option<usize>,
+    /// The account the call belongs to (None for a direct call, or once the account is gone).
+    pub account: Option<AccountId>,
     /// The far end, for people: `Display <sip:…>`.
     pub peer: String,
     pub phase: Phase,
@@ -117,7 +118,7 @@ impl Call {
     pub fn new(
         id: CallId,
         direction: Direction,
-        account: Option<usize>,
+        account: Option<AccountId>,
         peer: String,
         target: Target,
         local_media: LocalMedia,

@@ -14,7 +14,7 @@ use super::transport::Target;
 use super::ua::{Config, Output, UserAgent};
 use crate::api::{CallId, CallState, Command, EndReason, Event, HoldState, RegistrationState};
 use crate::engine::media::stream::MediaParams;
-use crate::store::settings::{Account, MediaEncryption, Transport};
+use crate::store::settings::{Account, MediaEncryption, Settings, Transport};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -53,6 +53,7 @@ fn config(addr: SocketAddr) -> Config {
         local: addr,
         codecs: vec!["opus".into(), "PCMU".into(), "PCMA".into()],
         media_encryption: MediaEncryption::None,
+        do_not_disturb: false,
     }
 }
 
@@ -2988,4 +2989,366 @@ fn srtp_optional_caller_goes_plain_but_mandatory_caller_hangs_up_on_a_plain_answ
             );
         }
     }
+}
+
+// =============================================================================================
+// Do-not-disturb
+// =============================================================================================
+
+#[test]
+fn do_not_disturb_refuses_a_call_with_486_at_once_without_ringing() {
+    let mut net = Net::new();
+    net.add(A, config(A), &[]);
+    let dnd = Config {
+        do_not_disturb: true,
+        ..config(B)
+    };
+    net.add(B, dnd, &[]);
+    net.cmd(
+        A,
+        Command::Call {
+            uri: format!("sip:x@{B}"),
+            account: None,
+        },
+    );
+    net.settle();
+    assert_eq!(net.count(B, |p| p.is_response(180, "INVITE")), 0);
+    assert_eq!(net.count(B, |p| p.is_response(486, "INVITE")), 1);
+    let ev = net.events(B);
+    let [
+        Event::IncomingRefused {
+            code: 486,
+            reason,
+            account: None,
+            from,
+            ..
+        },
+    ] = ev.as_slice()
+    else {
+        panic!("one refusal and nothing else: {ev:?}");
+    };
+    assert_eq!(reason, "do-not-disturb");
+    assert!(from.contains("dialtone@"), "{from}");
+    assert!(net.uas[&B].alerts.is_empty(), "no ring tone");
+    assert!(net.uas[&B].media.is_empty());
+    assert!(net.live_calls(B).is_empty());
+    let a = net.outgoing(A)[0];
+    assert_eq!(net.ended(A, a), Some((EndReason::Busy, Some(486))));
+    // The 486 is acknowledged and not sent again.
+    net.run(secs(40));
+    assert_eq!(net.count(B, |p| p.is_response(486, "INVITE")), 1);
+}
+
+#[test]
+fn do_not_disturb_and_auto_answer_set_by_reconfigure_apply_to_the_next_call() {
+    let mut net = Net::pair();
+    let with = |dnd: bool, auto: bool| Command::Reconfigure {
+        settings: Box::new(Settings {
+            do_not_disturb: dnd,
+            auto_answer: auto,
+            ..Settings::default()
+        }),
+    };
+    let call = |net: &mut Net| {
+        net.cmd(
+            A,
+            Command::Call {
+                uri: format!("sip:x@{B}"),
+                account: None,
+            },
+        );
+        net.settle();
+        *net.outgoing(A).last().unwrap()
+    };
+    net.cmd(B, with(true, false));
+    let a1 = call(&mut net);
+    assert_eq!(net.ended(A, a1), Some((EndReason::Busy, Some(486))));
+    assert!(net.incoming(B).is_empty());
+    net.cmd(B, with(false, true));
+    let a2 = call(&mut net);
+    assert_eq!(net.state(A, a2), Some(CallState::Established));
+    assert_eq!(net.incoming(B).len(), 1);
+    let refused = net
+        .events(B)
+        .iter()
+        .filter(|e| matches!(e, Event::IncomingRefused { .. }))
+        .count();
+    assert_eq!(refused, 1);
+}
+
+// =============================================================================================
+// Reconfigure: accounts compared by index
+// =============================================================================================
+
+/// The registration events of `addr`: (when, account, state, aor).
+fn account_events(net: &Net, addr: SocketAddr) -> Vec<(Duration, u32, RegistrationState, String)> {
+    net.uas[&addr]
+        .events
+        .iter()
+        .filter_map(|(at, e)| match e {
+            Event::Registration {
+                account,
+                state,
+                aor,
+                ..
+            } => Some((*at, account.0, *state, aor.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn reconfigure(net: &mut Net, addr: SocketAddr, accounts: Vec<Account>) {
+    net.cmd(
+        addr,
+        Command::Reconfigure {
+            settings: Box::new(Settings {
+                accounts,
+                ..Settings::default()
+            }),
+        },
+    );
+}
+
+/// A with alice (and bob, if `two`) registered at a registrar that knows alice, bob and carol.
+fn registered_accounts(two: bool) -> Net {
+    let mut net = Net::new();
+    net.add_registrar(Registrar::new(&[
+        ("alice", "secret"),
+        ("bob", "bobpw"),
+        ("carol", "carolpw"),
+    ]));
+    let mut accounts = vec![account("alice", "secret", 600)];
+    if two {
+        accounts.push(account("bob", "bobpw", 600));
+    }
+    net.add(A, config(A), &accounts);
+    net.settle();
+    assert_eq!(
+        net.registrar().bindings.len(),
+        accounts.len(),
+        "{}",
+        net.dump()
+    );
+    net.run(secs(1));
+    net
+}
+
+fn bindings(net: &mut Net) -> Vec<String> {
+    net.registrar().bindings.keys().cloned().collect()
+}
+
+#[test]
+fn reconfigure_leaves_unchanged_accounts_registered_and_sends_nothing() {
+    let mut net = registered_accounts(true);
+    let (regs, events) = (net.count(A, is_register), account_events(&net, A).len());
+    reconfigure(
+        &mut net,
+        A,
+        vec![
+            account("alice", "secret", 600),
+            account("bob", "bobpw", 600),
+        ],
+    );
+    net.run(secs(5));
+    assert_eq!(net.count(A, is_register), regs);
+    assert_eq!(account_events(&net, A).len(), events);
+    assert_eq!(bindings(&mut net).len(), 2);
+}
+
+#[test]
+fn a_changed_account_is_unregistered_then_registered_anew_once_the_old_binding_is_gone() {
+    let mut net = registered_accounts(false);
+    let before = net.log.len();
+    let since = net.elapsed();
+    reconfigure(&mut net, A, vec![account("bob", "bobpw", 600)]);
+    net.settle();
+    assert_eq!(bindings(&mut net), ["sip:bob@127.0.0.1:5001"]);
+    let regs: Vec<&Packet> = net.log[before..]
+        .iter()
+        .filter(|p| p.from == A && is_register(p))
+        .collect();
+    assert_eq!(regs[0].header("Expires"), Some("0"));
+    assert!(regs[0].header("To").unwrap().contains("alice"));
+    // Bob's first REGISTER leaves only after the registrar took alice's binding away.
+    let unregistered_at = net.log[before..]
+        .iter()
+        .position(|p| p.from == REGISTRAR && p.status() == Some(200))
+        .unwrap();
+    let bob_first = net.log[before..]
+        .iter()
+        .position(|p| {
+            p.from == A && is_register(p) && p.header("To").is_some_and(|t| t.contains("bob"))
+        })
+        .unwrap();
+    assert!(bob_first > unregistered_at, "{}", net.dump());
+    let states: Vec<(u32, RegistrationState, String)> = account_events(&net, A)
+        .into_iter()
+        .filter(|e| e.0 >= since)
+        .map(|e| (e.1, e.2, e.3))
+        .collect();
+    let bob = "sip:bob@dialtone.test".to_string();
+    assert_eq!(
+        states,
+        [
+            (0, RegistrationState::Registering, bob.clone()),
+            (0, RegistrationState::Registered, bob)
+        ]
+    );
+}
+
+#[test]
+fn a_changed_account_with_the_same_binding_keeps_it() {
+    // Only the lifetime changes: same AOR, same Contact. The old binding's removal must come
+    // before the new registration, or it would remove the new binding.
+    let mut net = registered_accounts(false);
+    // The un-REGISTER is lost once: its retransmission comes T1 later.
+    net.drop_nth(1, |p| is_register(p) && p.header("Expires") == Some("0"));
+    reconfigure(&mut net, A, vec![account("alice", "secret", 300)]);
+    net.run(secs(2));
+    assert_eq!(
+        net.registrar().bindings.get("sip:alice@127.0.0.1:5001"),
+        Some(&300)
+    );
+    assert_eq!(net.reg_state(A), Some(RegistrationState::Registered));
+}
+
+#[test]
+fn a_removed_account_is_unregistered_and_reported_so_and_its_call_goes_on() {
+    let mut net = registered_accounts(true);
+    net.add(B, config(B), &[]);
+    // A call through bob (account 1), to a peer on this machine.
+    net.cmd(
+        A,
+        Command::Call {
+            uri: format!("sip:x@{B}"),
+            account: Some(crate::api::AccountId(1)),
+        },
+    );
+    net.settle();
+    let b = net.incoming(B)[0];
+    net.cmd(B, Command::Answer { call: b });
+    net.settle();
+    let a = net.outgoing(A)[0];
+    assert_eq!(net.state(A, a), Some(CallState::Established));
+    let since = net.elapsed();
+    let alice_regs = net.count(A, |p| {
+        is_register(p) && p.header("To").is_some_and(|t| t.contains("alice"))
+    });
+    reconfigure(&mut net, A, vec![account("alice", "secret", 600)]);
+    net.settle();
+    assert_eq!(bindings(&mut net), ["sip:alice@127.0.0.1:5001"]);
+    let last = *net.sent(A, is_register).last().unwrap();
+    assert_eq!(last.header("Expires"), Some("0"));
+    assert!(last.header("To").unwrap().contains("bob"));
+    let after: Vec<(u32, RegistrationState)> = account_events(&net, A)
+        .into_iter()
+        .filter(|e| e.0 >= since)
+        .map(|e| (e.1, e.2))
+        .collect();
+    assert_eq!(after, [(1, RegistrationState::Unregistered)]);
+    let alice_now = net.count(A, |p| {
+        is_register(p) && p.header("To").is_some_and(|t| t.contains("alice"))
+    });
+    assert_eq!(alice_now, alice_regs, "alice is left alone");
+    // The call of the removed account is still up and can be held (its Contact is direct now).
+    net.cmd(A, Command::Hold { call: a });
+    net.settle();
+    let reinvite = *net.sent(A, |p| p.is_reinvite()).last().unwrap();
+    assert_eq!(
+        reinvite.header("Contact"),
+        Some("<sip:dialtone@127.0.0.1:5001>")
+    );
+    assert_eq!(net.state(A, a), Some(CallState::Held));
+}
+
+#[test]
+fn a_new_account_registers_and_one_turned_off_is_unregistered() {
+    let mut net = registered_accounts(false);
+    let since = net.elapsed();
+    let off = Account {
+        register: false,
+        ..account("alice", "secret", 600)
+    };
+    reconfigure(&mut net, A, vec![off, account("carol", "carolpw", 600)]);
+    net.settle();
+    assert_eq!(bindings(&mut net), ["sip:carol@127.0.0.1:5001"]);
+    let after: Vec<(u32, RegistrationState)> = account_events(&net, A)
+        .into_iter()
+        .filter(|e| e.0 >= since)
+        .map(|e| (e.1, e.2))
+        .collect();
+    assert_eq!(
+        after,
+        [
+            (0, RegistrationState::Unregistered),
+            (1, RegistrationState::Registering),
+            (1, RegistrationState::Registered),
+        ]
+    );
+    // Account 0 stays off: no refresh of it later.
+    let alice = |p: &Packet| is_register(p) && p.header("To").is_some_and(|t| t.contains("alice"));
+    let n = net.count(A, alice);
+    net.run(secs(1200));
+    assert_eq!(net.count(A, alice), n);
+    assert_eq!(bindings(&mut net), ["sip:carol@127.0.0.1:5001"]);
+}
+
+#[test]
+fn quit_during_a_reconfiguration_waits_for_the_old_binding_to_go() {
+    let mut net = registered_accounts(false);
+    reconfigure(&mut net, A, vec![]);
+    net.cmd(A, Command::Quit);
+    net.settle();
+    assert!(bindings(&mut net).is_empty());
+    assert_eq!(net.events(A).last(), Some(&Event::Stopped));
+}
+
+#[test]
+fn settings_with_a_bad_account_change_nothing() {
+    let mut net = registered_accounts(false);
+    let regs = net.count(A, is_register);
+    let bad = Account {
+        uri: "not a uri".into(),
+        ..Account::default()
+    };
+    reconfigure(&mut net, A, vec![account("bob", "bobpw", 600), bad]);
+    net.settle();
+    assert_eq!(net.count(A, is_register), regs);
+    assert!(
+        net.errors(A)[0].contains("settings not applied"),
+        "{:?}",
+        net.errors(A)
+    );
+}
+
+#[test]
+fn a_loopback_address_is_dialled_directly_unless_the_account_server_is_local() {
+    let mut net = Net::new();
+    let remote = Account {
+        uri: "sip:alice@example.net".into(),
+        registrar: "192.0.2.10:5060".into(),
+        outbound_proxy: "192.0.2.10:5060".into(),
+        register: false,
+        ..Account::default()
+    };
+    net.add(A, config(A), &[remote]);
+    net.add(B, config(B), &[]);
+    net.cmd(
+        A,
+        Command::Call {
+            uri: format!("sip:echo@{B}"),
+            account: None,
+        },
+    );
+    net.settle();
+    let invites = net.sent(A, |p| p.is_initial_invite());
+    assert_eq!(invites.len(), 1);
+    assert_eq!(
+        invites[0].to_addr(),
+        Some(B),
+        "not through the account's proxy"
+    );
+    assert!(invites[0].header("From").unwrap().contains("dialtone@"));
+    assert!(invites[0].header("Route").is_none());
+    assert_eq!(net.incoming(B).len(), 1);
 }

@@ -128,7 +128,11 @@ impl UserAgent {
             MediaDirection::SendRecv
         };
         let (mut req, branch) = self.in_dialog_skeleton(&mut dialog, Method::Invite, None, &target);
-        let account = self.calls.get(&id).and_then(|c| c.account);
+        let account = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.account)
+            .and_then(|a| self.account_index(a));
         req.push_header(
             "Contact",
             format!("<{}>", self.contact(account, target.transport)),

@@ -96,10 +96,8 @@ impl UserAgent {
             }
             let transport = call.target.transport;
             if code > 100 && code < 300 {
-                resp.push_header(
-                    "Contact",
-                    format!("<{}>", self.contact(call.account, transport)),
-                );
+                let account = call.account.and_then(|a| self.account_index(a));
+                resp.push_header("Contact", format!("<{}>", self.contact(account, transport)));
             }
         }
         resp.push_header("Server", self.cfg.user_agent.clone());
@@ -192,6 +190,9 @@ impl UserAgent {
         if merged {
             return self.simple_response(&key, &req, 482, now);
         }
+        if self.cfg.do_not_disturb {
+            return self.refuse(key, &req, 486, "do-not-disturb", now);
+        }
         let offer = offer_of(&req);
         let id = CallId(self.next_call);
         let port = self.alloc_rtp_port();
@@ -206,7 +207,7 @@ impl UserAgent {
         let mut call = Call::new(
             id,
             Direction::Incoming,
-            account,
+            account.map(|i| self.accounts[i].id),
             from.clone(),
             target.clone(),
             media,
@@ -251,6 +252,24 @@ impl UserAgent {
         if self.cfg.auto_answer {
             self.answer(id, now);
         }
+    }
+
+    /// Refuses a new INVITE at once, without ringing (do-not-disturb), and tells the UI so it
+    /// can count a missed call: the call gets an id, but no call state.
+    fn refuse(&mut self, key: String, req: &Message, code: u16, why: &str, now: Instant) {
+        let id = CallId(self.next_call);
+        self.next_call += 1;
+        let from = req.from().map(|f| f.pretty()).unwrap_or_default();
+        let account = self.account_for(req).map(|i| self.accounts[i].id);
+        tracing::info!(call = %id, "incoming call from {from} refused with {code}: {why}");
+        self.simple_response(&key, req, code, now);
+        self.emit(Event::IncomingRefused {
+            call: id,
+            from,
+            account,
+            code,
+            reason: why.into(),
+        });
     }
 
     pub(super) fn find_dialog_call(&self, req: &Message) -> Option<CallId> {

@@ -8,7 +8,8 @@
 //! This file routes (packets to transactions, responses to their owners, commands) and keeps the
 //! time; the SIP behaviour is split by concept: `register` (REGISTER), `outgoing` (dialling),
 //! `incoming` (requests that belong to calls, answering), `in_dialog` (BYE, hold/resume, call
-//! timers). Every call phase change still goes through `Call::set_phase` / `Call::end`.
+//! timers), `reconfigure` (new settings while running). Every call phase change still goes
+//! through `Call::set_phase` / `Call::end`.
 
 use super::call::{Call, PendingOk, PendingReinvite, Phase, RING_LIMIT};
 use super::client_auth::ClientAuth;
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 mod in_dialog;
 mod incoming;
 mod outgoing;
+mod reconfigure;
 mod register;
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
@@ -48,6 +50,8 @@ pub struct Config {
     pub codecs: Vec<String>,
     /// SRTP for calls that belong to no account.
     pub media_encryption: MediaEncryption,
+    /// Refuse every incoming call at once with 486 (do-not-disturb).
+    pub do_not_disturb: bool,
 }
 
 impl Config {
@@ -60,6 +64,7 @@ impl Config {
             local,
             codecs: s.codecs.clone(),
             media_encryption: s.media_encryption,
+            do_not_disturb: s.do_not_disturb,
         })
     }
 }
@@ -96,6 +101,9 @@ pub enum Output {
 
 struct AccountEntry {
     id: AccountId,
+    /// A REGISTER waits for the un-REGISTER of this account's previous settings (the
+    /// `retiring` serial) to end, so the old binding's removal cannot remove the new one.
+    after: Option<u64>,
     cfg: Account,
     aor: Uri,
     user: String,
@@ -104,9 +112,38 @@ struct AccountEntry {
     reg: Registration,
 }
 
+impl AccountEntry {
+    /// An account as the settings give it, not registered yet; Err says why it is unusable.
+    fn new(id: AccountId, a: &Account) -> Result<AccountEntry, String> {
+        let aor =
+            Uri::parse(&a.uri).map_err(|_| format!("account {}: bad URI {:?}", id.0 + 1, a.uri))?;
+        let user = if a.auth_user.is_empty() {
+            aor.user.clone().unwrap_or_default()
+        } else {
+            a.auth_user.clone()
+        };
+        let domain = Target::for_uri(&aor, a.transport);
+        let proxy = Target::parse(&a.outbound_proxy, a.transport)
+            .or_else(|| Target::parse(&a.registrar, a.transport))
+            .unwrap_or(domain);
+        let reg = Registration::new(a.expires, ClientAuth::new(&user, &a.password));
+        Ok(AccountEntry {
+            id,
+            after: None,
+            cfg: a.clone(),
+            aor,
+            user,
+            proxy,
+            reg,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Owner {
-    Register(usize),
+    Register(AccountId),
+    /// The un-REGISTER of an account taken out by a reconfiguration (its `retiring` serial).
+    Unregister(u64),
     Invite(CallId),
     Cancel,
     Bye(CallId),
@@ -131,6 +168,9 @@ struct ServerEntry {
 pub struct UserAgent {
     cfg: Config,
     accounts: Vec<AccountEntry>,
+    /// Accounts removed or replaced by a reconfiguration, kept until their un-REGISTER ends.
+    retiring: BTreeMap<u64, AccountEntry>,
+    next_retiring: u64,
     calls: BTreeMap<CallId, Call>,
     next_call: u64,
     client: HashMap<String, ClientEntry>,
@@ -143,6 +183,16 @@ pub struct UserAgent {
     /// Alerts as last announced (ringback, ring).
     alerts: (bool, bool),
     stopped: bool,
+}
+
+/// A host that is this machine's loopback (`127.0.0.0/8`, `::1`, `localhost`).
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn tx_key(branch: &str, method: &Method) -> String {
@@ -179,6 +229,8 @@ impl UserAgent {
         let mut ua = UserAgent {
             cfg,
             accounts: Vec::new(),
+            retiring: BTreeMap::new(),
+            next_retiring: 0,
             calls: BTreeMap::new(),
             next_call: 1,
             client: HashMap::new(),
@@ -191,33 +243,17 @@ impl UserAgent {
             stopped: false,
         };
         for (i, a) in accounts.iter().enumerate() {
-            let id = AccountId(i as u32);
-            let Ok(aor) = Uri::parse(&a.uri) else {
-                ua.emit(Event::Error {
-                    message: format!("account {}: bad URI {:?}", i + 1, a.uri),
-                });
-                continue;
-            };
-            let user = if a.auth_user.is_empty() {
-                aor.user.clone().unwrap_or_default()
-            } else {
-                a.auth_user.clone()
-            };
-            let domain = Target::for_uri(&aor, a.transport);
-            let proxy = Target::parse(&a.outbound_proxy, a.transport)
-                .or_else(|| Target::parse(&a.registrar, a.transport))
-                .unwrap_or(domain);
-            let reg = Registration::new(a.expires, ClientAuth::new(&user, &a.password));
-            ua.accounts.push(AccountEntry {
-                id,
-                cfg: a.clone(),
-                aor,
-                user,
-                proxy,
-                reg,
-            });
+            match AccountEntry::new(AccountId(i as u32), a) {
+                Ok(entry) => ua.accounts.push(entry),
+                Err(message) => ua.emit(Event::Error { message }),
+            }
         }
         ua
+    }
+
+    /// The position in `accounts` of the account `id`, if it (still) exists.
+    fn account_index(&self, id: AccountId) -> Option<usize> {
+        self.accounts.iter().position(|a| a.id == id)
     }
 
     /// Starts registrations; call once when the transports are up.
@@ -291,17 +327,19 @@ impl UserAgent {
             // Handled by the runtime's media edge before they reach the SIP side.
             Command::SetAudioInput { .. }
             | Command::SetAudioOutput { .. }
-            | Command::ListDevices => {}
-            Command::Register { account } => {
-                match self.accounts.iter().position(|a| a.id == account) {
-                    Some(i) => {
-                        self.accounts[i].reg.failures = 0;
-                        self.accounts[i].reg.unregistering = false;
-                        self.send_register(i, now);
-                    }
-                    None => self.error(format!("no account {account}")),
+            | Command::ListDevices
+            | Command::MonitorInput { .. }
+            | Command::PlayTestTone { .. } => {}
+            Command::Reconfigure { settings } => self.reconfigure(&settings, now),
+            Command::Register { account } => match self.account_index(account) {
+                Some(i) => {
+                    self.accounts[i].reg.failures = 0;
+                    self.accounts[i].reg.unregistering = false;
+                    self.accounts[i].after = None;
+                    self.send_register(i, now);
                 }
-            }
+                None => self.error(format!("no account {account}")),
+            },
             Command::Stats => {
                 let calls = self
                     .calls
@@ -350,7 +388,10 @@ impl UserAgent {
         let waiting = self.client.values().any(|e| {
             !e.tx.is_terminated()
                 && e.tx.state() != TxState::Completed
-                && matches!(e.owner, Owner::Register(_) | Owner::Bye(_) | Owner::Cancel)
+                && matches!(
+                    e.owner,
+                    Owner::Register(_) | Owner::Unregister(_) | Owner::Bye(_) | Owner::Cancel
+                )
         });
         if !waiting || now >= deadline {
             self.stopped = true;
@@ -370,16 +411,21 @@ impl UserAgent {
         }
         let idx = match account {
             Some(id) => Some(
-                self.accounts
-                    .iter()
-                    .position(|a| a.id == id)
+                self.account_index(id)
                     .ok_or_else(|| format!("no account {id}"))?,
             ),
             None => (!self.accounts.is_empty()).then_some(0),
         };
         let lower = s.to_ascii_lowercase();
         if lower.starts_with("sip:") || lower.starts_with("sips:") {
-            return Uri::parse(s).map(|u| (u, idx)).map_err(|e| e.to_string());
+            let uri = Uri::parse(s).map_err(|e| e.to_string())?;
+            // A loopback address (the built-in echo service, a peer on this machine) is only
+            // reachable directly, unless the account's own server runs on this machine too: no
+            // account is implied for it then.
+            let direct = account.is_none()
+                && is_loopback(&uri.host)
+                && idx.is_some_and(|i| !is_loopback(&self.accounts[i].proxy.host));
+            return Ok((uri, if direct { None } else { idx }));
         }
         let user = if let Some(number) = lower.strip_prefix("tel:") {
             number.split(';').next().unwrap_or_default().to_string()
@@ -489,11 +535,16 @@ impl UserAgent {
         }
     }
 
-    /// Our Contact URI for requests of `account` (or a direct call) over `transport`.
+    /// Our Contact URI for requests of the account at `account` in `accounts` (or a direct
+    /// call) over `transport`.
     fn contact(&self, account: Option<usize>, transport: Transport) -> Uri {
+        self.contact_of(account.and_then(|i| self.accounts.get(i)), transport)
+    }
+
+    /// Our Contact URI for requests of `account` (or a direct call) over `transport`.
+    fn contact_of(&self, account: Option<&AccountEntry>, transport: Transport) -> Uri {
         let (user, host, port) = match account {
-            Some(i) => {
-                let a = &self.accounts[i];
+            Some(a) => {
                 let (h, p) = a
                     .reg
                     .public
@@ -645,13 +696,15 @@ impl UserAgent {
             match o {
                 TxOutput::Transmit(bytes) => own_sends.push(bytes),
                 TxOutput::Response(resp) => match owner {
-                    Owner::Register(i) => self.on_register_response(i, Some(&resp), now),
+                    Owner::Register(id) => self.on_register_response(id, Some(&resp), now),
+                    Owner::Unregister(serial) => self.on_retired_response(serial, Some(&resp), now),
                     Owner::Invite(id) => self.on_invite_response(id, resp, now),
                     Owner::Reinvite(id) => self.on_reinvite_response(id, resp, now),
                     Owner::Cancel | Owner::Bye(_) | Owner::Info => {}
                 },
                 TxOutput::Timeout => match owner {
-                    Owner::Register(i) => self.on_register_response(i, None, now),
+                    Owner::Register(id) => self.on_register_response(id, None, now),
+                    Owner::Unregister(serial) => self.on_retired_response(serial, None, now),
                     Owner::Invite(id) => {
                         tracing::warn!(call = %id, "no final response to the INVITE from {target}");
                         self.end_call(id, EndReason::Timeout, None, now);
@@ -761,9 +814,9 @@ impl UserAgent {
                 let outputs = e.tx.on_transport_error();
                 // Say why, rather than let it look like an unanswered request (timeout).
                 match owner {
-                    Owner::Register(i) => {
-                        if let Some(a) = self.accounts.get_mut(i) {
-                            a.reg.transport_error = Some(why.to_string());
+                    Owner::Register(id) => {
+                        if let Some(i) = self.account_index(id) {
+                            self.accounts[i].reg.transport_error = Some(why.to_string());
                         }
                     }
                     Owner::Invite(id)

@@ -55,7 +55,7 @@ impl UserAgent {
         let mut call = Call::new(
             id,
             Direction::Outgoing,
-            idx,
+            idx.map(|i| self.accounts[i].id),
             uri.to_string(),
             target.clone(),
             media,

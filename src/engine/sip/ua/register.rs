@@ -1,12 +1,14 @@
-//! Registering accounts: REGISTER out, its responses in (the decisions live in `registration.rs`).
+//! Registering accounts: REGISTER out, its responses in (the decisions live in `registration.rs`);
+//! and the un-REGISTER of accounts a reconfiguration took out (`retiring`).
 
 use super::*;
 
 impl UserAgent {
-    pub(super) fn send_register(&mut self, i: usize, now: Instant) {
-        let a = &self.accounts[i];
+    /// A REGISTER for `a` (Expires 0 while it un-registers) with the next CSeq, without
+    /// credentials; and its Via branch.
+    fn register_request(&self, a: &AccountEntry) -> (Message, String) {
         let transport = a.cfg.transport;
-        let contact = self.contact(Some(i), transport);
+        let contact = self.contact_of(Some(a), transport);
         let ruri = {
             let mut u = Uri::sip(None, &a.aor.host, a.aor.port);
             u.scheme = a.aor.scheme.clone();
@@ -23,34 +25,40 @@ impl UserAgent {
         } else {
             a.reg.expires
         };
-        let (call_id, cseq, target) = (a.reg.call_id.clone(), a.reg.cseq + 1, a.proxy.clone());
-        let stale = a.reg.stale_contact.clone();
         let (mut req, branch) = self.base_request(
             Method::Register,
             &ruri,
             &from,
             &aor,
-            &call_id,
-            cseq,
+            &a.reg.call_id,
+            a.reg.cseq + 1,
             transport,
         );
         req.push_header("Contact", format!("<{contact}>"));
-        if let Some(old) = stale {
+        if let Some(old) = &a.reg.stale_contact {
             req.push_header("Contact", format!("<{old}>;expires=0"));
         }
         req.push_header("Expires", expires.to_string());
         req.push_header("Allow", ALLOW);
-        let a = &mut self.accounts[i];
-        a.reg.cseq = cseq;
-        if a.reg.auth.has_challenges() {
-            a.reg.auth.apply(&mut req);
+        (req, branch)
+    }
+
+    /// Counts the CSeq `register_request` used, adds credentials, and makes `branch` the
+    /// REGISTER in flight; returns the branch it replaces, whose transaction is to be dropped.
+    fn sign_register(reg: &mut Registration, req: &mut Message, branch: &str) -> Option<String> {
+        reg.cseq += 1;
+        if reg.auth.has_challenges() {
+            reg.auth.apply(req);
         }
-        if let Some(old) = a.reg.pending.take() {
-            self.client.remove(&tx_key(&old, &Method::Register));
-        }
+        reg.next_at = None;
+        reg.pending.replace(branch.to_string())
+    }
+
+    pub(super) fn send_register(&mut self, i: usize, now: Instant) {
+        let (mut req, branch) = self.register_request(&self.accounts[i]);
         let a = &mut self.accounts[i];
-        a.reg.pending = Some(branch.clone());
-        a.reg.next_at = None;
+        let replaced = Self::sign_register(&mut a.reg, &mut req, &branch);
+        let (id, target) = (a.id, a.proxy.clone());
         let announce = !a.reg.unregistering && a.reg.state != RegistrationState::Registered;
         if announce && a.reg.state != RegistrationState::Registering {
             a.reg.state = RegistrationState::Registering;
@@ -63,17 +71,28 @@ impl UserAgent {
             };
             self.emit(e);
         }
-        self.start_client(req, &branch, target, Owner::Register(i), now);
+        if let Some(old) = replaced {
+            self.client.remove(&tx_key(&old, &Method::Register));
+        }
+        self.start_client(req, &branch, target, Owner::Register(id), now);
     }
 
-    pub(super) fn on_register_response(&mut self, i: usize, resp: Option<&Message>, now: Instant) {
+    pub(super) fn on_register_response(
+        &mut self,
+        id: AccountId,
+        resp: Option<&Message>,
+        now: Instant,
+    ) {
+        let Some(i) = self.account_index(id) else {
+            return;
+        };
         let contact = self.contact(Some(i), self.accounts[i].cfg.transport);
         let a = &mut self.accounts[i];
         let outcome = match resp {
             Some(r) => a.reg.on_response(r, &contact, now),
             None => a.reg.on_timeout(now),
         };
-        let (id, aor) = (a.id, a.aor.aor());
+        let aor = a.aor.aor();
         let event = |state, code, reason| Event::Registration {
             account: id,
             aor: aor.clone(),
@@ -95,6 +114,67 @@ impl UserAgent {
             RegOutcome::Failed { code, reason } => {
                 tracing::warn!("{aor} registration failed: {reason}");
                 self.emit(event(RegistrationState::Failed, code, Some(reason)));
+            }
+        }
+    }
+
+    /// Sends (again) the un-REGISTER of the retiring account `serial`.
+    pub(super) fn send_unregister(&mut self, serial: u64, now: Instant) {
+        let Some(a) = self.retiring.get(&serial) else {
+            return;
+        };
+        let (mut req, branch) = self.register_request(a);
+        let Some(a) = self.retiring.get_mut(&serial) else {
+            return;
+        };
+        let replaced = Self::sign_register(&mut a.reg, &mut req, &branch);
+        let target = a.proxy.clone();
+        if let Some(old) = replaced {
+            self.client.remove(&tx_key(&old, &Method::Register));
+        }
+        self.start_client(req, &branch, target, Owner::Unregister(serial), now);
+    }
+
+    /// A response to (or no response to) a retiring account's un-REGISTER. No event: the
+    /// account's id already shows its new settings' state.
+    pub(super) fn on_retired_response(
+        &mut self,
+        serial: u64,
+        resp: Option<&Message>,
+        now: Instant,
+    ) {
+        let Some(a) = self.retiring.get(&serial) else {
+            return;
+        };
+        let contact = self.contact_of(Some(a), a.cfg.transport);
+        let Some(a) = self.retiring.get_mut(&serial) else {
+            return;
+        };
+        let outcome = match resp {
+            Some(r) => a.reg.on_response(r, &contact, now),
+            None => a.reg.on_timeout(now),
+        };
+        match outcome {
+            RegOutcome::Nothing => {}
+            RegOutcome::Resend => self.send_unregister(serial, now),
+            RegOutcome::Unregistered
+            | RegOutcome::Registered { .. }
+            | RegOutcome::Failed { .. } => self.retired(serial, now),
+        }
+    }
+
+    /// The retiring account `serial` is done; the account that waited for it registers now.
+    fn retired(&mut self, serial: u64, now: Instant) {
+        if let Some(a) = self.retiring.remove(&serial) {
+            tracing::info!("{}: the previous settings' binding is gone", a.aor.aor());
+        }
+        let waiting: Vec<usize> = (0..self.accounts.len())
+            .filter(|&i| self.accounts[i].after == Some(serial))
+            .collect();
+        for i in waiting {
+            self.accounts[i].after = None;
+            if self.accounts[i].cfg.register && self.quit_deadline.is_none() {
+                self.send_register(i, now);
             }
         }
     }
