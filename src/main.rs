@@ -106,16 +106,46 @@ fn parse_srtp(s: &str) -> Result<MediaEncryption, String> {
         .ok_or_else(|| format!("unknown SRTP mode {s:?} (none, sdes, sdes-mandatory)"))
 }
 
+/// Where the settings come from: `--config FILE`, else the user's settings file.
+fn settings_path(cli: &Cli) -> Result<PathBuf, String> {
+    match &cli.config {
+        Some(p) => Ok(p.clone()),
+        None => {
+            Settings::default_path().ok_or_else(|| "cannot find the user's config directory".into())
+        }
+    }
+}
+
+/// The headless engine's settings: the file must be valid (a script should not run on defaults).
 fn settings_from(cli: &Cli) -> Result<Settings, String> {
-    let mut settings = if cli.account.is_some() {
+    let settings = if cli.account.is_some() {
         Settings::default()
     } else {
-        let path = match &cli.config {
-            Some(p) => p.clone(),
-            None => Settings::default_path().ok_or("cannot find the user's config directory")?,
-        };
-        Settings::load(&path).map_err(|e| e.to_string())?
+        Settings::load(&settings_path(cli)?).map_err(|e| e.to_string())?
     };
+    with_cli_options(cli, settings)
+}
+
+/// The window's settings: a broken file is kept aside and the app starts on defaults, saying so.
+/// With `--account` the settings are the command line's, for this session only (not saved).
+fn gui_settings_from(cli: &Cli) -> Result<dialtone::app::launch::GuiSettings, String> {
+    if cli.account.is_some() {
+        return Ok(dialtone::app::launch::GuiSettings {
+            settings: with_cli_options(cli, Settings::default())?,
+            path: None,
+            notice: None,
+        });
+    }
+    let path = settings_path(cli)?;
+    let (settings, notice) = Settings::load_or_recover(&path);
+    Ok(dialtone::app::launch::GuiSettings {
+        settings: with_cli_options(cli, settings)?,
+        path: Some(path),
+        notice,
+    })
+}
+
+fn with_cli_options(cli: &Cli, mut settings: Settings) -> Result<Settings, String> {
     if let Some(uri) = &cli.account {
         settings.accounts = vec![Account {
             uri: uri.clone(),
@@ -183,6 +213,20 @@ fn main() {
         }
         return;
     }
+    if !cli.headless {
+        let settings = match gui_settings_from(&cli) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("dialtone: {e}");
+                std::process::exit(2);
+            }
+        };
+        let opts = dialtone::app::launch::LaunchOptions {
+            link: cli.uri.clone(),
+            call: cli.call.clone(),
+        };
+        std::process::exit(dialtone::app::launch::run(settings, opts));
+    }
     let settings = match settings_from(&cli) {
         Ok(s) => s,
         Err(e) => {
@@ -190,13 +234,6 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if !cli.headless {
-        let opts = dialtone::app::launch::LaunchOptions {
-            link: cli.uri.clone(),
-            call: cli.call.clone(),
-        };
-        std::process::exit(dialtone::app::launch::run(settings, opts));
-    }
     let duration = match cli.duration {
         Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),
         Some(s) => {

@@ -4,13 +4,27 @@
 //! notifications wake. SIGTERM/SIGINT close the window, so calls are hung up and accounts
 //! un-registered on the way out.
 
+use super::store_worker::StoreWorker;
 use super::{AppInit, DialtoneApp, EngineLink};
 use crate::desktop::assets::icon_png;
 use crate::desktop::notify::Notifier;
 use crate::desktop::single_instance::{self, Instance, Request};
+use crate::echo::EchoService;
 use crate::engine::{Engine, Waker};
 use crate::store::settings::Settings;
+use crate::store::{Database, Paths, Secrets};
+use std::path::PathBuf;
 use std::sync::Arc;
+
+/// The settings the window starts with, and where they are saved.
+pub struct GuiSettings {
+    pub settings: Settings,
+    /// The settings file; `None` when they came from the command line (kiosks, tests): then
+    /// changes apply for the session and are not saved.
+    pub path: Option<PathBuf>,
+    /// Set when the file was broken and kept aside.
+    pub notice: Option<String>,
+}
 
 /// What the command line asks of the window.
 pub struct LaunchOptions {
@@ -22,7 +36,7 @@ pub struct LaunchOptions {
 }
 
 /// Runs the app until its main window closes; returns the process exit code.
-pub fn run(settings: Settings, opts: LaunchOptions) -> i32 {
+pub fn run(gui: GuiSettings, opts: LaunchOptions) -> i32 {
     let request = match Request::from_arg(opts.link.as_deref()) {
         Some(r) => r,
         None => {
@@ -48,6 +62,57 @@ pub fn run(settings: Settings, opts: LaunchOptions) -> i32 {
         }
     };
 
+    let GuiSettings {
+        mut settings,
+        path: settings_path,
+        notice,
+    } = gui;
+    let mut notices: Vec<String> = notice.into_iter().collect();
+    let paths = Paths::from_env();
+    // Passwords live in the keyring (or the private file) when the settings come from the file.
+    let secrets = match (&paths, &settings_path) {
+        (Some(p), Some(_)) => Some(Secrets::open(p)),
+        _ => None,
+    };
+    if let Some(secrets) = &secrets {
+        for a in settings
+            .accounts
+            .iter_mut()
+            .filter(|a| a.password.is_empty())
+        {
+            match secrets.get(&a.uri) {
+                Ok(Some(pw)) => a.password = pw,
+                Ok(None) => {}
+                Err(e) => notices.push(format!("cannot read the password of {}: {e}", a.uri)),
+            }
+        }
+    }
+    let db = match &paths {
+        Some(p) => match Database::open(&p.database_file()) {
+            Ok(opened) => {
+                notices.extend(opened.recovered);
+                Some(opened.db)
+            }
+            Err(e) => {
+                notices.push(format!("contacts and history are unavailable: {e}"));
+                None
+            }
+        },
+        None => {
+            notices.push("no home directory: contacts and history are not kept".into());
+            None
+        }
+    };
+    // The built-in echo test: a second engine on loopback, answering with what it hears.
+    let echo = match EchoService::spawn() {
+        Ok(e) => Some(e),
+        Err(e) => {
+            notices.push(format!("the echo test is unavailable: {e}"));
+            None
+        }
+    };
+    let echo_uri = echo.as_ref().map(EchoService::uri);
+
     let ctx = egui::Context::default();
     // What eframe does for a context it creates itself: real OS windows for viewports, and
     // multi-pass layout.
@@ -55,12 +120,7 @@ pub fn run(settings: Settings, opts: LaunchOptions) -> i32 {
     ctx.options_mut(|o| o.max_passes = std::num::NonZeroUsize::new(2).unwrap_or(o.max_passes));
     let waker_ctx = ctx.clone();
     let waker: Waker = Arc::new(move || waker_ctx.request_repaint());
-    let accounts = settings
-        .accounts
-        .iter()
-        .map(|a| (a.uri.clone(), a.register))
-        .collect();
-    let (engine, events) = match Engine::spawn(settings, Some(waker.clone())) {
+    let (engine, events) = match Engine::spawn(settings.clone(), Some(waker.clone())) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("dialtone: cannot start the engine: {e}");
@@ -68,7 +128,12 @@ pub fn run(settings: Settings, opts: LaunchOptions) -> i32 {
         }
     };
     let send = engine.commands();
-    let link = EngineLink::new(move |cmd| send.send(cmd), events).keep(engine);
+    // The echo service is dropped after the engine (its calls are hung up first).
+    let link = EngineLink::new(move |cmd| send.send(cmd), events)
+        .keep(engine)
+        .keep(echo);
+    let secrets_note = secrets.as_ref().map(|s| s.backend().describe());
+    let store = StoreWorker::spawn(db, settings_path.clone(), secrets, waker.clone());
     if let Some(server) = &instance {
         server.set_waker(waker.clone());
     }
@@ -95,8 +160,12 @@ pub fn run(settings: Settings, opts: LaunchOptions) -> i32 {
     };
     let init = AppInit {
         link,
-        accounts,
-        echo_uri: None,
+        settings,
+        store,
+        notices,
+        secrets_note,
+        settings_path,
+        echo_uri,
         dial,
         notifier: Some(notifier),
         instance,

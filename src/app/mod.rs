@@ -8,15 +8,19 @@
 
 pub mod launch;
 pub mod model;
+pub mod store_worker;
 pub mod theme;
 mod ui;
 
 use crate::api::{CallId, Command, Event};
 use crate::desktop::notify::{NotificationAction, NotificationEvent, NotificationHandle, Notifier};
 use crate::desktop::single_instance::{InstanceServer, Request};
+use crate::store::settings::Settings;
+use crate::store::{Contact, HistoryEntry, find_contact};
 use model::{Effect, Model};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use store_worker::{StoreOp, StoreUpdate, StoreWorker};
 use tokio::sync::mpsc;
 
 /// The app's way to the engine: commands out, events in. A real `Engine`, or a channel pair in tests.
@@ -49,15 +53,34 @@ impl EngineLink {
 /// Which page of the main window is showing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {
+    Contacts,
+    Recents,
     Keypad,
     Settings,
+}
+
+/// An account being added or edited on the settings page.
+#[derive(Debug, Clone)]
+pub struct AccountDraft {
+    /// `None` for a new account.
+    pub index: Option<usize>,
+    pub account: crate::store::settings::Account,
+    pub password: String,
 }
 
 /// Everything the app starts from.
 pub struct AppInit {
     pub link: EngineLink,
-    /// `(address of record, registers?)` per configured account, in `AccountId` order.
-    pub accounts: Vec<(String, bool)>,
+    /// The settings the engine runs with (passwords included).
+    pub settings: Settings,
+    /// Contacts, history and the settings file, off the UI thread.
+    pub store: StoreWorker,
+    /// Messages to show at start (a settings file or database kept aside, where passwords go).
+    pub notices: Vec<String>,
+    /// Where passwords are kept, in a sentence for the settings page.
+    pub secrets_note: Option<String>,
+    /// The settings file (`None`: from the command line, not saved).
+    pub settings_path: Option<std::path::PathBuf>,
     /// The in-app echo service's URI, for the "Echo test" entry.
     pub echo_uri: Option<String>,
     /// Dial this once the app is up (`dialtone sip:bob@example.com`).
@@ -70,6 +93,25 @@ pub struct AppInit {
 
 pub struct DialtoneApp {
     link: EngineLink,
+    pub(crate) settings: Settings,
+    pub(crate) store: StoreWorker,
+    pub(crate) contacts: Vec<Contact>,
+    pub(crate) history: Vec<HistoryEntry>,
+    pub(crate) unseen_missed: u64,
+    pub(crate) secrets_note: Option<String>,
+    /// The contacts page's search field.
+    pub(crate) search: String,
+    /// The contacts page's editor (a new or existing contact being edited).
+    pub(crate) editing: Option<Contact>,
+    /// The contact whose numbers are offered to pick one to call.
+    pub(crate) picking: Option<i64>,
+    /// The vCard file path field of the contacts page.
+    pub(crate) vcard_path: String,
+    /// The settings page's account editor.
+    pub(crate) account_draft: Option<AccountDraft>,
+    pub(crate) settings_path: Option<std::path::PathBuf>,
+    /// The engine meters the microphone for the settings page.
+    monitoring: bool,
     pub(crate) model: Model,
     pub(crate) page: Page,
     /// The address field: what is typed there is dialled on Enter.
@@ -84,10 +126,32 @@ pub struct DialtoneApp {
 impl DialtoneApp {
     pub fn new(ctx: &egui::Context, init: AppInit) -> DialtoneApp {
         theme::install(ctx);
+        let accounts = init
+            .settings
+            .accounts
+            .iter()
+            .map(|a| (a.uri.clone(), a.register));
+        let mut model = Model::new(accounts);
+        for n in init.notices {
+            model.notice(n);
+        }
         let mut app = DialtoneApp {
             link: init.link,
-            model: Model::new(init.accounts),
-            page: Page::Keypad,
+            model,
+            settings: init.settings,
+            store: init.store,
+            contacts: Vec::new(),
+            history: Vec::new(),
+            unseen_missed: 0,
+            secrets_note: init.secrets_note,
+            search: String::new(),
+            editing: None,
+            picking: None,
+            vcard_path: default_vcard_path(),
+            account_draft: None,
+            settings_path: init.settings_path,
+            monitoring: false,
+            page: Page::Contacts,
             address: String::new(),
             echo_uri: init.echo_uri,
             last_stats_request: None,
@@ -112,6 +176,23 @@ impl DialtoneApp {
         }
     }
 
+    /// New settings from the settings page: the engine applies them live, the worker saves them
+    /// (passwords to the keyring; an empty password deletes the stored one).
+    pub(crate) fn apply_settings(&mut self, new: Settings, passwords: Vec<(String, String)>) {
+        if new.accounts != self.settings.accounts {
+            self.model
+                .set_accounts(new.accounts.iter().map(|a| (a.uri.clone(), a.register)));
+        }
+        self.settings = new.clone();
+        self.send(Command::Reconfigure {
+            settings: Box::new(new.clone()),
+        });
+        self.store.send(StoreOp::SaveSettings {
+            settings: Box::new(new),
+            passwords,
+        });
+    }
+
     /// Dials what the user typed or clicked: a URI, a user name or a phone number.
     pub(crate) fn dial(&mut self, target: &str) {
         let target = target.trim();
@@ -128,7 +209,7 @@ impl DialtoneApp {
         for fx in effects {
             match fx {
                 Effect::Send(cmd) => self.send(cmd),
-                Effect::History(h) => tracing::info!(?h, "call finished"),
+                Effect::History(h) => self.store.send(StoreOp::AddCall(history_entry(h))),
                 Effect::NotifyIncoming {
                     call,
                     caller,
@@ -155,8 +236,39 @@ impl DialtoneApp {
         let wall_ms = unix_ms();
         while let Ok(ev) = self.link.events.try_recv() {
             changed = true;
-            let fx = self.model.apply(ev, now, wall_ms, &|_| None);
+            let contacts = &self.contacts;
+            let name_of = |uri: &str| find_contact(contacts, uri).map(|c| c.name.clone());
+            let fx = match ev {
+                Event::IncomingRefused { from, account, .. } => {
+                    vec![self.model.refused(&from, account, wall_ms, &name_of)]
+                }
+                ev => self.model.apply(ev, now, wall_ms, &name_of),
+            };
             self.apply_effects(fx);
+        }
+        changed
+    }
+
+    /// Applies what the store worker sent; returns whether anything came.
+    fn drain_store(&mut self) -> bool {
+        let updates = self.store.drain();
+        let changed = !updates.is_empty();
+        for u in updates {
+            match u {
+                StoreUpdate::Contacts(c) => self.contacts = c,
+                StoreUpdate::History {
+                    entries,
+                    unseen_missed,
+                } => {
+                    self.history = entries;
+                    self.unseen_missed = unseen_missed;
+                    if self.page == Page::Recents && unseen_missed > 0 {
+                        self.store.send(StoreOp::MarkHistorySeen);
+                    }
+                }
+                StoreUpdate::Notice(n) => self.model.info(n),
+                StoreUpdate::Error(e) => self.model.notice(e),
+            }
         }
         changed
     }
@@ -206,11 +318,12 @@ impl DialtoneApp {
 
     /// Stats are asked for only while some call window shows them, once a second.
     fn poll_stats(&mut self, now: Instant) {
-        let wanted = self
-            .model
-            .calls
-            .values()
-            .any(|c| c.window.show_stats && !c.is_ended());
+        let wanted = self.page == Page::Settings
+            || self
+                .model
+                .calls
+                .values()
+                .any(|c| c.window.show_stats && !c.is_ended());
         let due = self
             .last_stats_request
             .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
@@ -221,7 +334,41 @@ impl DialtoneApp {
     }
 }
 
-fn unix_ms() -> i64 {
+/// `~/contacts.vcf`: where import looks and export writes unless the user types another path.
+fn default_vcard_path() -> String {
+    std::env::var_os("HOME")
+        .map(|h| std::path::PathBuf::from(h).join("contacts.vcf"))
+        .unwrap_or_else(|| std::path::PathBuf::from("contacts.vcf"))
+        .display()
+        .to_string()
+}
+
+/// A finished call as the history stores it.
+fn history_entry(h: model::FinishedCall) -> HistoryEntry {
+    use crate::store::{Direction as D, Outcome as O};
+    HistoryEntry {
+        id: None,
+        peer: h.peer,
+        name: h.name,
+        direction: match h.direction {
+            crate::api::Direction::Incoming => D::Incoming,
+            crate::api::Direction::Outgoing => D::Outgoing,
+        },
+        outcome: match h.outcome {
+            model::Outcome::Answered => O::Answered,
+            model::Outcome::Missed => O::Missed,
+            model::Outcome::Rejected => O::Rejected,
+            model::Outcome::Cancelled => O::Cancelled,
+            model::Outcome::Failed => O::Failed,
+        },
+        account: h.account,
+        started_at: h.started_at_ms,
+        duration_s: h.duration_s,
+        seen: h.outcome != model::Outcome::Missed,
+    }
+}
+
+pub(crate) fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -231,9 +378,20 @@ fn unix_ms() -> i64 {
 impl eframe::App for DialtoneApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.drain_events();
+        if self.drain_store() {
+            ctx.request_repaint();
+        }
         self.drain_notifications();
         self.drain_instance_requests(ctx);
         let now = Instant::now();
+        let monitor = ui::settings::monitor_wanted(self);
+        if monitor != self.monitoring {
+            self.monitoring = monitor;
+            self.send(Command::MonitorInput { on: monitor });
+            if monitor {
+                self.send(Command::ListDevices);
+            }
+        }
         self.model.sweep(now);
         self.poll_stats(now);
         if self

@@ -111,6 +111,8 @@ pub struct CallView {
     pub rejected_by_us: bool,
     /// The user closed the window of this ended call before it went by itself.
     pub window_closed: bool,
+    /// We answered this incoming call (its call window opens at once).
+    pub accepted: bool,
     pub output_dbfs: f32,
     pub stats: Option<CallStats>,
     pub window: CallWindow,
@@ -207,10 +209,12 @@ pub fn uri_user(uri: &str) -> String {
     }
 }
 
-/// An error or warning the main window shows until dismissed (newest last).
+/// A message the main window shows until dismissed (newest last).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notice {
     pub text: String,
+    /// An error (red) rather than information.
+    pub error: bool,
 }
 
 /// The whole view model.
@@ -251,13 +255,25 @@ impl Model {
             .collect();
     }
 
+    /// An error for the user (also logged).
     pub fn notice(&mut self, text: impl Into<String>) {
         let text = text.into();
         tracing::warn!("{text}");
+        self.push_notice(Notice { text, error: true });
+    }
+
+    /// Information for the user (an import's result, settings saved).
+    pub fn info(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        tracing::info!("{text}");
+        self.push_notice(Notice { text, error: false });
+    }
+
+    fn push_notice(&mut self, n: Notice) {
         if self.notices.len() == MAX_NOTICES {
             self.notices.pop_front();
         }
-        self.notices.push_back(Notice { text });
+        self.notices.push_back(n);
     }
 
     fn account_aor(&self, id: Option<AccountId>) -> Option<String> {
@@ -340,6 +356,7 @@ impl Model {
                         ringing_popup: true,
                         rejected_by_us: false,
                         window_closed: false,
+                        accepted: false,
                         output_dbfs: -120.0,
                         stats: None,
                         window: CallWindow::default(),
@@ -424,6 +441,7 @@ impl Model {
                 ringing_popup: false,
                 rejected_by_us: false,
                 window_closed: false,
+                accepted: false,
                 output_dbfs: -120.0,
                 stats: None,
                 window: CallWindow::default(),
@@ -514,6 +532,7 @@ impl Model {
         let c = self.calls.get_mut(&call)?;
         (c.state == CallState::Ringing && c.direction == Direction::Incoming).then(|| {
             c.ringing_popup = false;
+            c.accepted = true;
             Command::Answer { call }
         })
     }
@@ -597,6 +616,14 @@ impl Model {
     /// The incoming calls still ringing, oldest first.
     pub fn ringing(&self) -> impl Iterator<Item = &CallView> {
         self.calls.values().filter(|c| c.ringing_popup)
+    }
+
+    /// Does this call have a window? Outgoing calls do, incoming ones once accepted (a call
+    /// missed or declined at the popup never gets one).
+    pub fn has_window(c: &CallView) -> bool {
+        !c.window_closed
+            && !c.ringing_popup
+            && (c.direction == Direction::Outgoing || c.accepted || c.answered.is_some())
     }
 
     /// Is any call active (ringing, calling or up)? The UI ticks once a second then.

@@ -37,6 +37,40 @@ impl ContactNumber {
     }
 }
 
+impl Contact {
+    /// The same test as [`Database::search_contacts`], on a contact already in memory (the UI
+    /// filters its list as the user types without a query per key).
+    pub fn matches(&self, query: &str) -> bool {
+        let text = query.trim().to_lowercase();
+        if text.is_empty() {
+            return true;
+        }
+        let (haystack, digits) = search_keys(self);
+        let want_digits = phone_digits(query);
+        haystack.contains(&text) || (!want_digits.is_empty() && digits.contains(&want_digits))
+    }
+}
+
+/// The contact a call's peer belongs to, among contacts in memory: the same rules as
+/// [`Database::lookup_contact`].
+pub fn find_contact<'a>(contacts: &'a [Contact], peer: &str) -> Option<&'a Contact> {
+    let want = MatchKey::of(peer);
+    if want.is_empty() {
+        return None;
+    }
+    let mut best: Option<(u8, &Contact)> = None;
+    for c in contacts {
+        for n in &c.numbers {
+            if let Some(score) = want.score(&MatchKey::of(&n.uri))
+                && best.is_none_or(|(s, _)| score > s)
+            {
+                best = Some((score, c));
+            }
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
 impl Database {
     /// Every contact: favourites first, then by name (case-insensitive).
     pub fn list_contacts(&self) -> Result<Vec<Contact>, StoreError> {
@@ -333,6 +367,34 @@ mod tests {
 
     fn names(cs: &[Contact]) -> Vec<&str> {
         cs.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn in_memory_search_and_lookup_agree_with_the_database() {
+        let mut db = db();
+        let cs = [
+            contact("Bob Example", &[("mobile", "+1 (555) 123-4567")]),
+            contact("Carol", &[("", "sip:carol@example.com")]),
+        ];
+        for c in &cs {
+            db.save_contact(c).unwrap();
+        }
+        let all = db.list_contacts().unwrap();
+        for q in ["555 12", "bob", "CAROL@", "example", "999", ""] {
+            let mem: Vec<_> = all.iter().filter(|c| c.matches(q)).cloned().collect();
+            assert_eq!(mem, db.search_contacts(q).unwrap(), "query {q:?}");
+        }
+        for peer in [
+            "\"Bob\" <sip:+15551234567@pbx;user=phone>",
+            "sip:carol@example.com",
+            "sip:dave@example.com",
+        ] {
+            assert_eq!(
+                find_contact(&all, peer).cloned(),
+                db.lookup_contact(peer).unwrap(),
+                "peer {peer:?}"
+            );
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub mod secrets;
 pub mod settings;
 pub mod vcard;
 
-pub use contacts::{Contact, ContactNumber};
+pub use contacts::{Contact, ContactNumber, find_contact};
 pub use db::{Database, Opened, StoreError};
 pub use history::{Direction, HistoryEntry, Outcome};
 pub use paths::Paths;

@@ -23,7 +23,7 @@ pub fn show_all(app: &mut DialtoneApp, ctx: &egui::Context) {
         .model
         .calls
         .values()
-        .filter(|c| !c.ringing_popup && !c.window_closed)
+        .filter(|c| crate::app::model::Model::has_window(c))
         .map(|c| c.id)
         .collect();
     for id in ids {

@@ -2,11 +2,25 @@
 //! with the calls that are live.
 
 use crate::app::model::AccountState;
+use crate::app::store_worker::StoreOp;
 use crate::app::theme::{self, icon};
 use crate::app::{DialtoneApp, Page};
 use egui::{Key, RichText, Ui};
 
 pub fn show(app: &mut DialtoneApp, ui: &mut Ui) {
+    // A vCard file dropped on the window is imported.
+    let dropped: Vec<std::path::PathBuf> = ui.input(|i| {
+        i.raw
+            .dropped_files
+            .iter()
+            .map(|f| f.path().to_path_buf())
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect()
+    });
+    for path in dropped {
+        app.store.send(StoreOp::ImportVcf(path));
+        app.page = Page::Contacts;
+    }
     egui::Panel::top("status").show(ui, |ui| {
         ui.add_space(4.0);
         accounts(app, ui);
@@ -21,10 +35,10 @@ pub fn show(app: &mut DialtoneApp, ui: &mut Ui) {
         egui::Panel::bottom("live-calls").show(ui, |ui| live_calls(app, ui));
     }
     egui::CentralPanel::default_margins().show(ui, |ui| match app.page {
+        Page::Contacts => super::contacts::show(app, ui),
+        Page::Recents => super::recents::show(app, ui),
         Page::Keypad => keypad_page(app, ui),
-        Page::Settings => {
-            ui.label("Settings");
-        }
+        Page::Settings => super::settings::show(app, ui),
     });
 }
 
@@ -66,15 +80,16 @@ fn accounts(app: &mut DialtoneApp, ui: &mut Ui) {
 fn notices(app: &mut DialtoneApp, ui: &mut Ui) {
     let mut dismiss = None;
     for (i, n) in app.model.notices.iter().enumerate() {
+        let color = if n.error { theme::RED } else { theme::ACCENT };
         egui::Frame::new()
-            .fill(theme::RED.gamma_multiply(0.15))
+            .fill(color.gamma_multiply(0.15))
             .corner_radius(6)
             .inner_margin(6)
             .show(ui, |ui| {
                 ui.horizontal(|ui| {
-                    ui.label(RichText::new(&n.text).color(theme::RED));
+                    ui.add(egui::Label::new(RichText::new(&n.text).color(color)).wrap());
                     if ui
-                        .small_button("✕")
+                        .small_button(icon::CLOSE)
                         .on_hover_text("Dismiss this message")
                         .clicked()
                     {
@@ -110,12 +125,22 @@ fn address_row(app: &mut DialtoneApp, ui: &mut Ui) {
 
 fn tabs(app: &mut DialtoneApp, ui: &mut Ui) {
     ui.horizontal(|ui| {
+        let recents = if app.unseen_missed > 0 {
+            format!("Recents ({})", app.unseen_missed)
+        } else {
+            "Recents".to_string()
+        };
         for (page, ic, label) in [
+            (Page::Contacts, icon::CONTACTS, "Contacts"),
+            (Page::Recents, icon::RECENTS, recents.as_str()),
             (Page::Keypad, icon::KEYPAD, "Keypad"),
             (Page::Settings, icon::SETTINGS, "Settings"),
         ] {
-            if theme::tab(ui, app.page == page, ic, label).clicked() {
+            if theme::tab(ui, app.page == page, ic, label).clicked() && app.page != page {
                 app.page = page;
+                if page == Page::Recents && app.unseen_missed > 0 {
+                    app.store.send(StoreOp::MarkHistorySeen);
+                }
             }
         }
     });

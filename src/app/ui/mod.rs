@@ -2,6 +2,9 @@
 //! protocol state.
 
 pub mod call_window;
+pub mod contacts;
 pub mod incoming;
 pub mod keypad;
 pub mod main_window;
+pub mod recents;
+pub mod settings;
