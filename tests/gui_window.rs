@@ -14,6 +14,51 @@ use common::peers::{Kamailio, PortBlock, WAIT};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// The app's contacts and a little history, as a user would have them (and for the screenshot).
+fn address_book(home: &std::path::Path) -> Result<()> {
+    use dialtone::store::{Contact, ContactNumber, Database, Direction, HistoryEntry, Outcome};
+    let dir = home.join("data/dialtone");
+    std::fs::create_dir_all(&dir)?;
+    let mut db = Database::open(&dir.join("dialtone.db"))?.db;
+    let contact = |name: &str, favourite, numbers: &[(&str, &str)]| Contact {
+        id: None,
+        name: name.into(),
+        favourite,
+        numbers: numbers
+            .iter()
+            .map(|(l, u)| ContactNumber::new(l, u))
+            .collect(),
+        note: String::new(),
+    };
+    for c in [
+        contact("Bob Builder", true, &[("", "sip:bob@127.0.0.1")]),
+        contact(
+            "Carol Jones",
+            false,
+            &[("mobile", "+1 555 0100"), ("desk", "sip:carol@127.0.0.1")],
+        ),
+        contact("Dave Miller", false, &[("", "sip:dave@example.com")]),
+        contact("Erin Walsh", false, &[("work", "+44 20 7946 0958")]),
+    ] {
+        db.save_contact(&c)?;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    db.add_call(&HistoryEntry {
+        id: None,
+        peer: "sip:carol@127.0.0.1".into(),
+        name: "Carol Jones".into(),
+        direction: Direction::Incoming,
+        outcome: Outcome::Missed,
+        account: None,
+        started_at: now - 3_600_000,
+        duration_s: 0.0,
+        seen: false,
+    })?;
+    Ok(())
+}
+
 const GREEN: [u8; 3] = [0x22, 0xa5, 0x5a];
 const RED: [u8; 3] = [0xe0, 0x3e, 0x3e];
 
@@ -60,7 +105,7 @@ fn incoming_call_popup_accepted_with_a_click_opens_the_call_window() -> Result<(
     let x = Xvfb::start()?;
     let app_port = ports.sip_port();
     let (rtp_lo, rtp_hi) = ports.rtp_ports(10);
-    let mut app = Gui::start(
+    let mut app = Gui::start_with(
         &x,
         &[
             "--account",
@@ -76,6 +121,7 @@ fn incoming_call_popup_accepted_with_a_click_opens_the_call_window() -> Result<(
             "--audio-out",
             "null",
         ],
+        address_book,
     )?;
     let (main, _) = x
         .wait_window(app.pid(), "^Dialtone$", Duration::from_secs(20))
@@ -97,12 +143,13 @@ fn incoming_call_popup_accepted_with_a_click_opens_the_call_window() -> Result<(
             "--rtp-ports",
             &format!("{b_lo}-{b_hi}"),
             "--display-name",
-            "Bob Builder",
+            "Bob B",
         ],
     )?;
     bob.wait_event(registration("registered"), WAIT)?;
     call_until_ringing(&mut bob, &kam.uri("alice"))?;
 
+    // The popup names the caller from the contacts (the contact's name, not SIP's display name).
     let (popup, _) = x
         .wait_window(app.pid(), "^Incoming call from Bob Builder", WAIT)
         .with_context(|| app.log())?;

@@ -145,7 +145,7 @@ pub fn run(gui: GuiSettings, opts: LaunchOptions) -> i32 {
     let mut viewport = egui::ViewportBuilder::default()
         .with_title("Dialtone")
         .with_app_id("dialtone")
-        .with_inner_size([420.0, 640.0])
+        .with_inner_size([460.0, 680.0])
         .with_min_inner_size([340.0, 420.0]);
     if let Some(icon) = icon {
         viewport = viewport.with_icon(icon);

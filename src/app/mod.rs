@@ -237,7 +237,16 @@ impl DialtoneApp {
         while let Ok(ev) = self.link.events.try_recv() {
             changed = true;
             let contacts = &self.contacts;
-            let name_of = |uri: &str| find_contact(contacts, uri).map(|c| c.name.clone());
+            let echo = self.echo_uri.as_deref();
+            let name_of = |uri: &str| {
+                if echo.is_some_and(|e| {
+                    model::uri_user(e) == model::uri_user(uri)
+                        && uri.contains(e.trim_start_matches("sip:echo@"))
+                }) {
+                    return Some("Echo test".to_string());
+                }
+                find_contact(contacts, uri).map(|c| c.name.clone())
+            };
             let fx = match ev {
                 Event::IncomingRefused { from, account, .. } => {
                     vec![self.model.refused(&from, account, wall_ms, &name_of)]

@@ -83,6 +83,8 @@ pub fn install(ctx: &egui::Context) {
             ]
             .into();
             style.spacing.item_spacing = Vec2::new(8.0, 6.0);
+            // A phone's labels are not documents: clicks go to the controls around them.
+            style.interaction.selectable_labels = false;
             style.spacing.button_padding = Vec2::new(10.0, 5.0);
             style.spacing.interact_size.y = 28.0;
             let v = &mut style.visuals;

@@ -288,6 +288,16 @@ pub struct Gui {
 
 impl Gui {
     pub fn start(x: &Xvfb, args: &[&str]) -> Result<Gui> {
+        Gui::start_with(x, args, |_| Ok(()))
+    }
+
+    /// Like [`Gui::start`], after `setup` prepared the app's home (e.g. a contacts database under
+    /// `data/dialtone/`; the XDG dirs are `config/`, `data/` and `runtime/` in it).
+    pub fn start_with(
+        x: &Xvfb,
+        args: &[&str],
+        setup: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<Gui> {
         let dir = tempfile::Builder::new()
             .prefix("dialtone-gui-")
             .tempdir()
@@ -298,6 +308,7 @@ impl Gui {
             &runtime,
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         )?;
+        setup(dir.path())?;
         let log = dir.path().join("dialtone.log");
         let mut cmd = app_command(dir.path(), x.display());
         cmd.args(args)

@@ -124,6 +124,8 @@ const SEARCH_KEY: egui::KeyboardShortcut =
 fn row(ui: &mut Ui, name: &str, detail: &str, favourite: bool, builtin: bool) -> egui::Response {
     let inner = ui
         .horizontal(|ui| {
+            // The whole row is the button: its texts must not take the click for selection.
+            ui.style_mut().interaction.selectable_labels = false;
             if builtin {
                 let (rect, _) =
                     ui.allocate_exact_size(egui::vec2(34.0, 34.0), egui::Sense::hover());
