@@ -350,6 +350,13 @@ fn a_contact_added_in_the_editor_is_saved_and_listed() {
     h.run();
     h.get_by_label("Save").click();
     h.run();
+    // Edited later: a second number, and a favourite now.
+    h.get_by_label("Edit Dave").click();
+    h.run();
+    h.get_by_label("Favourite (listed first)").click();
+    h.run();
+    h.get_by_label("Save").click();
+    h.run();
     h.get_by_label("Call Dave").click();
     h.run();
     assert_eq!(

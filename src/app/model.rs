@@ -113,6 +113,8 @@ pub struct CallView {
     pub window_closed: bool,
     /// We answered this incoming call (its call window opens at once).
     pub accepted: bool,
+    /// A desktop notification is up for this call.
+    pub notified: bool,
     pub output_dbfs: f32,
     pub stats: Option<CallStats>,
     pub window: CallWindow,
@@ -357,6 +359,7 @@ impl Model {
                         rejected_by_us: false,
                         window_closed: false,
                         accepted: false,
+                        notified: true,
                         output_dbfs: -120.0,
                         stats: None,
                         window: CallWindow::default(),
@@ -442,6 +445,7 @@ impl Model {
                 rejected_by_us: false,
                 window_closed: false,
                 accepted: false,
+                notified: false,
                 output_dbfs: -120.0,
                 stats: None,
                 window: CallWindow::default(),
@@ -463,9 +467,12 @@ impl Model {
         if matches!(state, CallState::Established | CallState::Held) && c.answered.is_none() {
             c.answered = Some(now);
         }
-        if c.ringing_popup && state != CallState::Ringing {
+        if state != CallState::Ringing {
             c.ringing_popup = false;
-            fx.push(Effect::CloseNotification(call));
+            if c.notified {
+                c.notified = false;
+                fx.push(Effect::CloseNotification(call));
+            }
         }
         if state == CallState::Ended {
             let reason = reason.unwrap_or(EndReason::Error);
@@ -694,6 +701,27 @@ mod tests {
     }
 
     #[test]
+    fn answering_from_the_popup_takes_the_notification_down_once_the_call_is_up() {
+        let mut m = Model::default();
+        let t = Instant::now();
+        incoming(&mut m, 1, t);
+        assert!(m.answer(CallId(1)).is_some());
+        assert!(
+            Model::has_window(&m.calls[&CallId(1)]),
+            "the call window opens at once"
+        );
+        let fx = m.apply(call_event(1, CallState::Established, None), t, 0, &no_names);
+        assert_eq!(fx, vec![Effect::CloseNotification(CallId(1))]);
+        let fx = m.apply(
+            call_event(1, CallState::Ended, Some(EndReason::RemoteHangup)),
+            t,
+            0,
+            &no_names,
+        );
+        assert!(!fx.iter().any(|e| matches!(e, Effect::CloseNotification(_))));
+    }
+
+    #[test]
     fn declined_call_is_filed_as_rejected() {
         let mut m = Model::default();
         let t = Instant::now();
@@ -726,7 +754,13 @@ mod tests {
         incoming(&mut m, 2, t);
         assert!(m.answer(CallId(2)).is_some());
         let fx = m.apply(call_event(2, CallState::Established, None), t, 0, &no_names);
-        assert_eq!(fx, vec![Effect::Send(Command::Hold { call: CallId(1) })]);
+        assert_eq!(
+            fx,
+            vec![
+                Effect::CloseNotification(CallId(2)),
+                Effect::Send(Command::Hold { call: CallId(1) })
+            ]
+        );
     }
 
     #[test]

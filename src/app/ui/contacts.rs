@@ -51,6 +51,7 @@ pub fn show(app: &mut DialtoneApp, ui: &mut Ui) {
                     false,
                     true,
                 )
+                .call
                 .clicked()
             {
                 dial = Some(uri.clone());
@@ -62,15 +63,15 @@ pub fn show(app: &mut DialtoneApp, ui: &mut Ui) {
                     0 | 1 => first.to_string(),
                     n => format!("{first} (+{} more)", n - 1),
                 };
-                let resp = row(ui, &c.name, &detail, c.favourite, false);
-                if resp.clicked() {
+                let clicks = row(ui, &c.name, &detail, c.favourite, false);
+                if clicks.call.clicked() {
                     match c.numbers.as_slice() {
                         [] => {}
                         [one] => dial = Some(one.uri.clone()),
                         _ => pick = if pick == c.id { None } else { c.id },
                     }
                 }
-                if resp.secondary_clicked() {
+                if clicks.edit || clicks.call.secondary_clicked() {
                     edit = Some(c.clone());
                 }
                 if pick.is_some() && pick == c.id {
@@ -119,61 +120,77 @@ pub fn show(app: &mut DialtoneApp, ui: &mut Ui) {
 const SEARCH_KEY: egui::KeyboardShortcut =
     egui::KeyboardShortcut::new(egui::Modifiers::COMMAND, egui::Key::F);
 
-/// One clickable contact line: avatar, name (star for favourites), detail. Its accessible name
-/// is "Call NAME".
-fn row(ui: &mut Ui, name: &str, detail: &str, favourite: bool, builtin: bool) -> egui::Response {
-    let inner = ui
-        .horizontal(|ui| {
-            // The whole row is the button: its texts must not take the click for selection.
-            ui.style_mut().interaction.selectable_labels = false;
-            if builtin {
-                let (rect, _) =
-                    ui.allocate_exact_size(egui::vec2(34.0, 34.0), egui::Sense::hover());
-                ui.painter()
-                    .circle_filled(rect.center(), 17.0, theme::ACCENT);
-                ui.painter().text(
-                    rect.center(),
-                    egui::Align2::CENTER_CENTER,
-                    icon::ECHO,
-                    egui::FontId::proportional(18.0),
-                    egui::Color32::WHITE,
-                );
-            } else {
-                theme::avatar(ui, name, 34.0);
-            }
-            ui.vertical(|ui| {
-                ui.horizontal(|ui| {
-                    ui.label(RichText::new(name).strong());
-                    if favourite {
-                        ui.label(RichText::new(icon::STAR).color(theme::AMBER));
-                    }
-                });
-                ui.label(RichText::new(detail).small().weak());
-            });
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                ui.label(RichText::new(icon::CALL).color(theme::GREEN).size(18.0));
-            });
-        })
-        .response;
-    let resp = inner.interact(egui::Sense::click());
-    let resp = resp
+/// What the user did with a contact line.
+struct RowClicks {
+    /// The line itself (call); its accessible name is "Call NAME".
+    call: egui::Response,
+    /// The pencil at its end (edit), for real contacts.
+    edit: bool,
+}
+
+/// One contact line: avatar, name (star for favourites), detail, and a pencil to edit. The line is
+/// allocated first so the pencil, drawn over it, gets its own clicks.
+fn row(ui: &mut Ui, name: &str, detail: &str, favourite: bool, builtin: bool) -> RowClicks {
+    let (rect, call) =
+        ui.allocate_exact_size(egui::vec2(ui.available_width(), 44.0), egui::Sense::click());
+    let call = call
         .on_hover_cursor(egui::CursorIcon::PointingHand)
         .on_hover_text(format!("Call {name}"));
-    resp.widget_info(|| {
+    call.widget_info(|| {
         egui::WidgetInfo::labeled(egui::Role::Button, true, format!("Call {name}"))
     });
-    if resp.hovered() {
+    if call.hovered() {
         ui.painter().rect_filled(
-            resp.rect.expand(2.0),
+            rect,
             6,
             ui.visuals()
                 .widgets
                 .hovered
                 .weak_bg_fill
-                .gamma_multiply(0.35),
+                .gamma_multiply(0.5),
         );
     }
-    resp
+    let mut edit = false;
+    let mut line = ui.new_child(
+        egui::UiBuilder::new()
+            .max_rect(rect.shrink2(egui::vec2(2.0, 0.0)))
+            .layout(egui::Layout::left_to_right(egui::Align::Center)),
+    );
+    let ui = &mut line;
+    if builtin {
+        let (r, _) = ui.allocate_exact_size(egui::vec2(34.0, 34.0), egui::Sense::hover());
+        ui.painter().circle_filled(r.center(), 17.0, theme::ACCENT);
+        ui.painter().text(
+            r.center(),
+            egui::Align2::CENTER_CENTER,
+            icon::ECHO,
+            egui::FontId::proportional(18.0),
+            egui::Color32::WHITE,
+        );
+    } else {
+        theme::avatar(ui, name, 34.0);
+    }
+    ui.vertical(|ui| {
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(name).strong());
+            if favourite {
+                ui.label(RichText::new(icon::STAR).color(theme::AMBER));
+            }
+        });
+        ui.label(RichText::new(detail).small().weak());
+    });
+    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+        ui.label(RichText::new(icon::CALL).color(theme::GREEN).size(18.0));
+        if !builtin {
+            let label = format!("Edit {name}");
+            let r = ui
+                .add(egui::Button::new(RichText::new(icon::EDIT).weak()).frame(false))
+                .on_hover_text(&label);
+            r.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
+            edit = r.clicked();
+        }
+    });
+    RowClicks { call, edit }
 }
 
 fn vcard_row(app: &mut DialtoneApp, ui: &mut Ui) {
