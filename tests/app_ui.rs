@@ -5,7 +5,7 @@ use dialtone::api::{AccountId, CallId, CallState, Command, Event};
 use dialtone::app::store_worker::StoreWorker;
 use dialtone::app::{AppInit, DialtoneApp, EngineLink};
 use dialtone::store::settings::{Account, Settings};
-use dialtone::store::{Contact, ContactNumber, Database};
+use dialtone::store::{Contact, Database};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use std::cell::RefCell;
@@ -68,6 +68,27 @@ fn app_with(
     (harness, FakeEngine { events: tx, sent })
 }
 
+/// Clicks the widget named `label` and lets the app settle.
+fn click(h: &mut Harness<'static, DialtoneApp>, label: &str) {
+    h.get_by_label(label).click();
+    h.run();
+}
+
+/// Focuses the text field named `label` and types `text` into it.
+fn type_into(h: &mut Harness<'static, DialtoneApp>, label: &str, text: &str) {
+    click(h, label);
+    h.get_by_label(label).type_text(text);
+    h.run();
+}
+
+/// What the app sends to dial `uri` (through the default account).
+fn dialled(uri: &str) -> Vec<Command> {
+    vec![Command::Call {
+        uri: uri.into(),
+        account: None,
+    }]
+}
+
 fn call_state(call: u64, state: CallState) -> Event {
     Event::Call {
         call: CallId(call),
@@ -83,55 +104,31 @@ fn call_state(call: u64, state: CallState) -> Event {
 fn typing_an_address_and_pressing_enter_dials_it() {
     let (mut h, engine) = app(vec![]);
     h.run();
-    h.get_by_label("Address").click();
-    h.run();
-    h.get_by_label("Address").type_text("sip:bob@example.com");
-    h.run();
+    type_into(&mut h, "Address", "sip:bob@example.com");
     h.key_press(egui::Key::Enter);
     h.run();
-    assert_eq!(
-        engine.take(),
-        vec![Command::Call {
-            uri: "sip:bob@example.com".into(),
-            account: None
-        }]
-    );
+    assert_eq!(engine.take(), dialled("sip:bob@example.com"));
 }
 
 #[test]
 fn keypad_digits_go_into_the_address_and_the_call_button_dials_them() {
     let (mut h, engine) = app(vec![]);
     h.run();
-    h.get_by_label("Keypad").click();
-    h.run();
+    click(&mut h, "Keypad");
     for d in ["1", "0", "0"] {
         h.get_by_label(&format!("Key {d}")).click();
         h.run();
     }
-    h.get_by_label("Call").click();
-    h.run();
-    assert_eq!(
-        engine.take(),
-        vec![Command::Call {
-            uri: "100".into(),
-            account: None
-        }]
-    );
+    click(&mut h, "Call");
+    assert_eq!(engine.take(), dialled("100"));
 }
 
 #[test]
 fn echo_test_entry_calls_the_built_in_echo_service() {
     let (mut h, engine) = app(vec![]);
     h.run();
-    h.get_by_label("Call Echo test").click();
-    h.run();
-    assert_eq!(
-        engine.take(),
-        vec![Command::Call {
-            uri: "sip:echo@127.0.0.1:5999".into(),
-            account: None
-        }]
-    );
+    click(&mut h, "Call Echo test");
+    assert_eq!(engine.take(), dialled("sip:echo@127.0.0.1:5999"));
 }
 
 #[test]
@@ -149,8 +146,7 @@ fn popup_accept_sends_answer_and_opens_the_call_window() {
         h.query_by_label("Hang up").is_none(),
         "no call window while ringing"
     );
-    h.get_by_label("Accept").click();
-    h.run();
+    click(&mut h, "Accept");
     assert_eq!(engine.take(), vec![Command::Answer { call: CallId(5) }]);
     assert!(
         h.query_by_label("Accept").is_none(),
@@ -172,8 +168,7 @@ fn popup_decline_rejects_the_call() {
         account: None,
     });
     h.run();
-    h.get_by_label("Decline").click();
-    h.run();
+    click(&mut h, "Decline");
     assert_eq!(
         engine.take(),
         vec![Command::Reject {
@@ -190,10 +185,8 @@ fn call_window_buttons_send_mute_hold_resume_dtmf_and_hangup() {
     engine.emit(call_state(3, CallState::Calling));
     engine.emit(call_state(3, CallState::Established));
     h.run();
-    h.get_by_label("Mute").click();
-    h.run();
-    h.get_by_label("Hold").click();
-    h.run();
+    click(&mut h, "Mute");
+    click(&mut h, "Hold");
     assert_eq!(
         engine.take(),
         vec![
@@ -217,8 +210,7 @@ fn call_window_buttons_send_mute_hold_resume_dtmf_and_hangup() {
         }),
     });
     h.run();
-    h.get_by_label("Resume").click();
-    h.run();
+    click(&mut h, "Resume");
     assert_eq!(engine.take(), vec![Command::Resume { call: CallId(3) }]);
     engine.emit(call_state(3, CallState::Established));
     h.run();
@@ -233,8 +225,7 @@ fn call_window_buttons_send_mute_hold_resume_dtmf_and_hangup() {
             digits: "5".into()
         }]
     );
-    h.get_by_label("Hang up").click();
-    h.run();
+    click(&mut h, "Hang up");
     assert_eq!(engine.take(), vec![Command::Hangup { call: CallId(3) }]);
 }
 
@@ -250,8 +241,7 @@ fn failed_registration_shows_the_reason_and_retry_registers_again() {
     });
     h.run();
     h.get_by_label_contains("403 Forbidden");
-    h.get_by_label("Retry").click();
-    h.run();
+    click(&mut h, "Retry");
     assert_eq!(
         engine.take(),
         vec![Command::Register {
@@ -262,14 +252,8 @@ fn failed_registration_shows_the_reason_and_retry_registers_again() {
 
 fn contact(name: &str, favourite: bool, numbers: &[(&str, &str)]) -> Contact {
     Contact {
-        id: None,
-        name: name.into(),
         favourite,
-        numbers: numbers
-            .iter()
-            .map(|(l, u)| ContactNumber::new(l, u))
-            .collect(),
-        note: String::new(),
+        ..Contact::new(name, numbers)
     }
 }
 
@@ -296,27 +280,12 @@ fn clicking_a_contact_dials_its_uri_and_one_with_several_numbers_asks_which() {
     ]);
     let (mut h, engine) = app_with(vec![], db);
     h.run();
-    h.get_by_label("Call Bob").click();
-    h.run();
-    assert_eq!(
-        engine.take(),
-        vec![Command::Call {
-            uri: "sip:bob@example.com".into(),
-            account: None
-        }]
-    );
-    h.get_by_label("Call Carol").click();
-    h.run();
+    click(&mut h, "Call Bob");
+    assert_eq!(engine.take(), dialled("sip:bob@example.com"));
+    click(&mut h, "Call Carol");
     assert!(engine.take().is_empty(), "two numbers: the user picks one");
-    h.get_by_label("desk: sip:carol@pbx.example.com").click();
-    h.run();
-    assert_eq!(
-        engine.take(),
-        vec![Command::Call {
-            uri: "sip:carol@pbx.example.com".into(),
-            account: None
-        }]
-    );
+    click(&mut h, "desk: sip:carol@pbx.example.com");
+    assert_eq!(engine.take(), dialled("sip:carol@pbx.example.com"));
 }
 
 #[test]
@@ -327,10 +296,7 @@ fn search_as_you_type_filters_the_contacts() {
     ]);
     let (mut h, _engine) = app_with(vec![], db);
     h.run();
-    h.get_by_label("Search contacts").click();
-    h.run();
-    h.get_by_label("Search contacts").type_text("555 12");
-    h.run();
+    type_into(&mut h, "Search contacts", "555 12");
     assert!(h.query_by_label("Call Carol").is_some());
     assert!(h.query_by_label("Call Bob").is_none());
 }
@@ -339,33 +305,16 @@ fn search_as_you_type_filters_the_contacts() {
 fn a_contact_added_in_the_editor_is_saved_and_listed() {
     let (mut h, engine) = app(vec![]);
     h.run();
-    h.get_by_label("Add contact").click();
-    h.run();
-    h.get_by_label("Contact name").click();
-    h.run();
-    h.get_by_label("Contact name").type_text("Dave");
-    h.get_by_label("Number 1").click();
-    h.run();
-    h.get_by_label("Number 1").type_text("sip:dave@example.com");
-    h.run();
-    h.get_by_label("Save").click();
-    h.run();
-    // Edited later: a second number, and a favourite now.
-    h.get_by_label("Edit Dave").click();
-    h.run();
-    h.get_by_label("Favourite (listed first)").click();
-    h.run();
-    h.get_by_label("Save").click();
-    h.run();
-    h.get_by_label("Call Dave").click();
-    h.run();
-    assert_eq!(
-        engine.take(),
-        vec![Command::Call {
-            uri: "sip:dave@example.com".into(),
-            account: None
-        }]
-    );
+    click(&mut h, "Add contact");
+    type_into(&mut h, "Contact name", "Dave");
+    type_into(&mut h, "Number 1", "sip:dave@example.com");
+    click(&mut h, "Save");
+    // Edited later: a favourite now.
+    click(&mut h, "Edit Dave");
+    click(&mut h, "Favourite (listed first)");
+    click(&mut h, "Save");
+    click(&mut h, "Call Dave");
+    assert_eq!(engine.take(), dialled("sip:dave@example.com"));
 }
 
 #[test]
@@ -386,18 +335,10 @@ fn a_missed_call_is_counted_until_recents_is_opened_and_calls_back_in_one_click(
         hold: None,
     });
     h.run();
-    h.get_by_label("Recents (1)").click();
-    h.run();
+    click(&mut h, "Recents (1)");
     assert!(h.query_by_label("Recents").is_some(), "seen once opened");
-    h.get_by_label("Call back Erin").click();
-    h.run();
-    assert_eq!(
-        engine.take(),
-        vec![Command::Call {
-            uri: "sip:erin@example.com".into(),
-            account: None
-        }]
-    );
+    click(&mut h, "Call back Erin");
+    assert_eq!(engine.take(), dialled("sip:erin@example.com"));
 }
 
 #[test]
@@ -413,8 +354,7 @@ fn do_not_disturb_refusals_land_in_history_as_missed() {
     });
     h.run();
     assert!(h.query_by_label("Accept").is_none(), "no popup");
-    h.get_by_label("Recents (1)").click();
-    h.run();
+    click(&mut h, "Recents (1)");
     h.get_by_label("Call back frank");
 }
 
@@ -432,23 +372,20 @@ fn settings_page_meters_the_microphone_only_while_open_and_plays_a_test_tone() {
     let (mut h, engine) = app(vec![]);
     h.run();
     engine.take();
-    h.get_by_label("Settings").click();
-    h.run();
+    click(&mut h, "Settings");
     let sent = engine.take();
     assert!(
         sent.contains(&Command::MonitorInput { on: true }),
         "{sent:?}"
     );
     assert!(sent.contains(&Command::ListDevices), "{sent:?}");
-    h.get_by_label("Play test tone").click();
-    h.run();
+    click(&mut h, "Play test tone");
     assert!(
         engine
             .take()
             .contains(&Command::PlayTestTone { ring: false })
     );
-    h.get_by_label("Contacts").click();
-    h.run();
+    click(&mut h, "Contacts");
     assert!(engine.take().contains(&Command::MonitorInput { on: false }));
 }
 
@@ -456,8 +393,7 @@ fn settings_page_meters_the_microphone_only_while_open_and_plays_a_test_tone() {
 fn do_not_disturb_and_auto_answer_switches_reconfigure_the_engine_at_once() {
     let (mut h, engine) = app(vec![]);
     h.run();
-    h.get_by_label("Settings").click();
-    h.run();
+    click(&mut h, "Settings");
     engine.take();
     h.get_by_label_contains("Do not disturb").click();
     h.run();
@@ -475,22 +411,16 @@ fn do_not_disturb_and_auto_answer_switches_reconfigure_the_engine_at_once() {
 fn an_account_added_in_settings_is_sent_to_the_engine_with_its_password() {
     let (mut h, engine) = app(vec![]);
     h.run();
-    h.get_by_label("Settings").click();
-    h.run();
-    h.get_by_label("Add account").click();
-    h.run();
+    click(&mut h, "Settings");
+    click(&mut h, "Add account");
     for (field, text) in [
         ("SIP address", "sip:alice@example.com"),
         ("Password", "s3cret"),
     ] {
-        h.get_by_label(field).click();
-        h.run();
-        h.get_by_label(field).type_text(text);
-        h.run();
+        type_into(&mut h, field, text);
     }
     engine.take();
-    h.get_by_label("Save").click();
-    h.run();
+    click(&mut h, "Save");
     let s = reconfigured(&engine.take());
     assert_eq!(s.len(), 1, "one reconfigure");
     assert_eq!(s[0].accounts.len(), 1);
@@ -499,8 +429,7 @@ fn an_account_added_in_settings_is_sent_to_the_engine_with_its_password() {
     assert!(s[0].accounts[0].register);
     // The status line (and the settings list) now show the new account.
     assert_eq!(h.get_all_by_label("alice@example.com").count(), 2);
-    h.get_by_label("Remove sip:alice@example.com").click();
-    h.run();
+    click(&mut h, "Remove sip:alice@example.com");
     let s = reconfigured(&engine.take());
     assert!(s[0].accounts.is_empty());
 }

@@ -16,19 +16,13 @@ use std::time::{Duration, Instant};
 
 /// The app's contacts and a little history, as a user would have them (and for the screenshot).
 fn address_book(home: &std::path::Path) -> Result<()> {
-    use dialtone::store::{Contact, ContactNumber, Database, Direction, HistoryEntry, Outcome};
+    use dialtone::store::{Contact, Database, Direction, HistoryEntry, Outcome};
     let dir = home.join("data/dialtone");
     std::fs::create_dir_all(&dir)?;
     let mut db = Database::open(&dir.join("dialtone.db"))?.db;
     let contact = |name: &str, favourite, numbers: &[(&str, &str)]| Contact {
-        id: None,
-        name: name.into(),
         favourite,
-        numbers: numbers
-            .iter()
-            .map(|(l, u)| ContactNumber::new(l, u))
-            .collect(),
-        note: String::new(),
+        ..Contact::new(name, numbers)
     };
     for c in [
         contact("Bob Builder", true, &[("", "sip:bob@127.0.0.1")]),

@@ -2,8 +2,7 @@
 //! looked up by a caller's address, searched, exported and imported back.
 
 use dialtone::store::{
-    Contact, ContactNumber, Database, Paths, VcardImport, parse_vcard_bytes, parse_vcards,
-    write_vcards,
+    Contact, Database, Paths, VcardImport, parse_vcard_bytes, parse_vcards, write_vcards,
 };
 use std::path::Path;
 
@@ -17,14 +16,9 @@ fn fixture(name: &str) -> VcardImport {
 
 fn contact(name: &str, favourite: bool, note: &str, numbers: &[(&str, &str)]) -> Contact {
     Contact {
-        id: None,
-        name: name.into(),
         favourite,
-        numbers: numbers
-            .iter()
-            .map(|(label, uri)| ContactNumber::new(label, uri))
-            .collect(),
         note: note.into(),
+        ..Contact::new(name, numbers)
     }
 }
 

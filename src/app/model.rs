@@ -121,6 +121,42 @@ pub struct CallView {
 }
 
 impl CallView {
+    /// A call just seen: calling (outgoing), no window state yet.
+    pub fn new(
+        id: CallId,
+        direction: Direction,
+        peer: String,
+        name: String,
+        now: Instant,
+        wall_ms: i64,
+    ) -> CallView {
+        CallView {
+            id,
+            direction,
+            peer,
+            name,
+            account: None,
+            state: CallState::Calling,
+            hold: HoldState {
+                local: false,
+                remote: false,
+            },
+            muted: false,
+            started: now,
+            started_at_ms: wall_ms,
+            answered: None,
+            ended: None,
+            ringing_popup: false,
+            rejected_by_us: false,
+            window_closed: false,
+            accepted: false,
+            notified: false,
+            output_dbfs: -120.0,
+            stats: None,
+            window: CallWindow::default(),
+        }
+    }
+
     /// Seconds since the answer, frozen at the end.
     pub fn duration(&self, now: Instant) -> Duration {
         match (self.answered, &self.ended) {
@@ -337,34 +373,12 @@ impl Model {
                     caller: format!("{name} ({})", uri_user(&uri)),
                     account: account_aor,
                 });
-                self.calls.insert(
-                    call,
-                    CallView {
-                        id: call,
-                        direction: Direction::Incoming,
-                        peer: uri,
-                        name,
-                        account,
-                        state: CallState::Ringing,
-                        hold: HoldState {
-                            local: false,
-                            remote: false,
-                        },
-                        muted: false,
-                        started: now,
-                        started_at_ms: wall_ms,
-                        answered: None,
-                        ended: None,
-                        ringing_popup: true,
-                        rejected_by_us: false,
-                        window_closed: false,
-                        accepted: false,
-                        notified: true,
-                        output_dbfs: -120.0,
-                        stats: None,
-                        window: CallWindow::default(),
-                    },
-                );
+                let mut view = CallView::new(call, Direction::Incoming, uri, name, now, wall_ms);
+                view.account = account;
+                view.state = CallState::Ringing;
+                view.ringing_popup = true;
+                view.notified = true;
+                self.calls.insert(call, view);
             }
             Event::Call {
                 call,
@@ -425,31 +439,7 @@ impl Model {
             // A call we did not see start: an outgoing call the engine just placed.
             let (display, uri) = split_peer(&peer);
             let name = name_of(&uri).or(display).unwrap_or_else(|| uri_user(&uri));
-            CallView {
-                id: call,
-                direction: Direction::Outgoing,
-                peer: uri,
-                name,
-                account: None,
-                state: CallState::Calling,
-                hold: HoldState {
-                    local: false,
-                    remote: false,
-                },
-                muted: false,
-                started: now,
-                started_at_ms: wall_ms,
-                answered: None,
-                ended: None,
-                ringing_popup: false,
-                rejected_by_us: false,
-                window_closed: false,
-                accepted: false,
-                notified: false,
-                output_dbfs: -120.0,
-                stats: None,
-                window: CallWindow::default(),
-            }
+            CallView::new(call, Direction::Outgoing, uri, name, now, wall_ms)
         });
         if c.is_ended() {
             return;

@@ -38,6 +38,18 @@ impl ContactNumber {
 }
 
 impl Contact {
+    /// A new contact (not saved yet) with `(label, uri)` numbers in order.
+    pub fn new(name: &str, numbers: &[(&str, &str)]) -> Contact {
+        Contact {
+            name: name.into(),
+            numbers: numbers
+                .iter()
+                .map(|(label, uri)| ContactNumber::new(label, uri))
+                .collect(),
+            ..Contact::default()
+        }
+    }
+
     /// The same test as [`Database::search_contacts`], on a contact already in memory (the UI
     /// filters its list as the user types without a query per key).
     pub fn matches(&self, query: &str) -> bool {
@@ -355,14 +367,7 @@ mod tests {
     }
 
     fn contact(name: &str, numbers: &[(&str, &str)]) -> Contact {
-        Contact {
-            name: name.into(),
-            numbers: numbers
-                .iter()
-                .map(|(l, u)| ContactNumber::new(l, u))
-                .collect(),
-            ..Contact::default()
-        }
+        Contact::new(name, numbers)
     }
 
     fn names(cs: &[Contact]) -> Vec<&str> {
