@@ -61,6 +61,7 @@ fn app_with(
         dial: None,
         notifier: None,
         instance: None,
+        force_quit: None,
     };
     let harness = Harness::builder()
         .with_size([420.0, 900.0])
@@ -432,4 +433,34 @@ fn an_account_added_in_settings_is_sent_to_the_engine_with_its_password() {
     click(&mut h, "Remove sip:alice@example.com");
     let s = reconfigured(&engine.take());
     assert!(s[0].accounts.is_empty());
+}
+
+#[test]
+fn closing_the_main_window_with_a_call_up_asks_before_quitting() {
+    let (mut h, engine) = app(vec![]);
+    h.run();
+    engine.emit(call_state(2, CallState::Established));
+    h.run();
+    h.input_mut()
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .events
+        .push(egui::ViewportEvent::Close);
+    h.step();
+    // The close request was one event (kittest would repeat it every frame).
+    h.input_mut()
+        .viewports
+        .get_mut(&egui::ViewportId::ROOT)
+        .unwrap()
+        .events
+        .clear();
+    h.run();
+    h.get_by_label_contains("Quit Dialtone and hang up?");
+    // (Embedded in the test, the call window covers the main window's top: click through
+    // AccessKit, as a screen reader would.)
+    h.get_by_label("Keep Dialtone open").click_accesskit();
+    h.run();
+    assert!(h.query_by_label_contains("Quit Dialtone").is_none());
+    assert!(engine.take().is_empty(), "nothing hung up");
 }

@@ -200,10 +200,11 @@ fn a_second_dialtone_hands_its_sip_link_to_the_running_app_which_dials_it() -> R
             &format!("127.0.0.1:{bob_port}"),
             "--rtp-ports",
             &format!("{b_lo}-{b_hi}"),
+            "--auto-answer",
         ],
     )?;
     let (rtp_lo, rtp_hi) = ports.rtp_ports(10);
-    let app = Gui::start(
+    let mut app = Gui::start(
         &x,
         &[
             "--listen",
@@ -246,5 +247,13 @@ fn a_second_dialtone_hands_its_sip_link_to_the_running_app_which_dials_it() -> R
     // A link that is not a sip:/tel: link is refused by the second process itself.
     let (status, _) = app.run_second(&["http://example.com"])?;
     assert_eq!(status.code(), Some(2));
+    // A session logout (SIGTERM) with the call up: the app hangs up (BYE) and exits by itself,
+    // without waiting for the "quit and hang up?" question a window close would ask.
+    bob.wait_event(call_state("established"), WAIT)?;
+    let status = app.terminate(Duration::from_secs(5));
+    let status = status.with_context(|| app.log())?;
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    let ended = bob.wait_event(call_state("ended"), WAIT)?;
+    assert_eq!(ended["reason"], "remote_hangup", "{ended}");
     Ok(())
 }

@@ -139,7 +139,8 @@ pub fn run(gui: GuiSettings, opts: LaunchOptions) -> i32 {
     }
     let notifier = Notifier::new();
     notifier.set_waker(waker);
-    close_on_signals(&ctx);
+    let force_quit = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    close_on_signals(&ctx, force_quit.clone());
 
     let icon = eframe::icon_data::from_png_bytes(icon_png(256)).ok();
     let mut viewport = egui::ViewportBuilder::default()
@@ -169,6 +170,7 @@ pub fn run(gui: GuiSettings, opts: LaunchOptions) -> i32 {
         dial,
         notifier: Some(notifier),
         instance,
+        force_quit: Some(force_quit),
     };
     let result = eframe::run_native_ext(
         "Dialtone",
@@ -187,7 +189,7 @@ pub fn run(gui: GuiSettings, opts: LaunchOptions) -> i32 {
 
 /// SIGTERM (session logout) and SIGINT (Ctrl-C in a terminal) close the main window, which
 /// drops the engine cleanly.
-fn close_on_signals(ctx: &egui::Context) {
+fn close_on_signals(ctx: &egui::Context, force_quit: Arc<std::sync::atomic::AtomicBool>) {
     let ctx = ctx.clone();
     let spawned = std::thread::Builder::new()
         .name("signals".into())
@@ -212,7 +214,8 @@ fn close_on_signals(ctx: &egui::Context) {
                 }
             });
             tracing::info!("signal received: closing");
-            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            force_quit.store(true, std::sync::atomic::Ordering::Relaxed);
+            ctx.send_viewport_cmd_to(egui::ViewportId::ROOT, egui::ViewportCommand::Close);
             ctx.request_repaint();
         });
     if let Err(e) = spawned {

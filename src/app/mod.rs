@@ -89,6 +89,8 @@ pub struct AppInit {
     pub notifier: Option<Notifier>,
     /// Links handed over by a second `dialtone` process.
     pub instance: Option<InstanceServer>,
+    /// Set by SIGTERM/SIGINT: close without asking, even with calls up.
+    pub force_quit: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 pub struct DialtoneApp {
@@ -112,6 +114,11 @@ pub struct DialtoneApp {
     pub(crate) settings_path: Option<std::path::PathBuf>,
     /// The engine meters the microphone for the settings page.
     monitoring: bool,
+    /// The main window was asked to close while calls are up: the question is showing.
+    pub(crate) confirm_quit: bool,
+    /// The user said yes: the next close goes through.
+    pub(crate) quit_confirmed: bool,
+    pub(crate) force_quit: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     pub(crate) model: Model,
     pub(crate) page: Page,
     /// The address field: what is typed there is dialled on Enter.
@@ -151,6 +158,9 @@ impl DialtoneApp {
             account_draft: None,
             settings_path: init.settings_path,
             monitoring: false,
+            confirm_quit: false,
+            quit_confirmed: false,
+            force_quit: init.force_quit,
             page: Page::Contacts,
             address: String::new(),
             echo_uri: init.echo_uri,
@@ -320,8 +330,11 @@ impl DialtoneApp {
             if let Request::Dial(uri) = r {
                 self.dial(&uri);
             }
-            ctx.send_viewport_cmd(egui::ViewportCommand::Minimized(false));
-            ctx.send_viewport_cmd(egui::ViewportCommand::Focus);
+            ctx.send_viewport_cmd_to(
+                egui::ViewportId::ROOT,
+                egui::ViewportCommand::Minimized(false),
+            );
+            ctx.send_viewport_cmd_to(egui::ViewportId::ROOT, egui::ViewportCommand::Focus);
         }
     }
 
@@ -415,7 +428,7 @@ impl eframe::App for DialtoneApp {
             ctx.request_repaint_after(Duration::from_millis(500));
         }
         if self.model.stopped {
-            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            ctx.send_viewport_cmd_to(egui::ViewportId::ROOT, egui::ViewportCommand::Close);
         }
     }
 

@@ -21,8 +21,12 @@ pub fn show(app: &mut DialtoneApp, ui: &mut Ui) {
         app.store.send(StoreOp::ImportVcf(path));
         app.page = Page::Contacts;
     }
+    quit_guard(app, ui);
     egui::Panel::top("status").show(ui, |ui| {
         ui.add_space(4.0);
+        if app.confirm_quit {
+            confirm_quit(app, ui);
+        }
         accounts(app, ui);
         notices(app, ui);
         ui.add_space(4.0);
@@ -62,7 +66,7 @@ fn accounts(app: &mut DialtoneApp, ui: &mut Ui) {
             theme::status_dot(ui, color);
             ui.label(RichText::new(a.aor.trim_start_matches("sip:")).strong());
             ui.label(RichText::new(text).color(color));
-            if matches!(a.state, AccountState::Failed { .. } | AccountState::Offline)
+            if matches!(a.state, AccountState::Failed { .. })
                 && ui
                     .small_button("Retry")
                     .on_hover_text("Register this account again now")
@@ -186,4 +190,49 @@ fn live_calls(app: &mut DialtoneApp, ui: &mut Ui) {
             }
         });
     }
+}
+
+/// Closing the main window quits Dialtone: with calls up, ask first.
+fn quit_guard(app: &mut DialtoneApp, ui: &mut Ui) {
+    if app
+        .force_quit
+        .as_ref()
+        .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+    {
+        app.quit_confirmed = true;
+    }
+    if ui.input(|i| i.viewport().close_requested())
+        && app.model.calls.values().any(|c| c.is_up())
+        && !app.quit_confirmed
+    {
+        ui.ctx()
+            .send_viewport_cmd_to(egui::ViewportId::ROOT, egui::ViewportCommand::CancelClose);
+        app.confirm_quit = true;
+    }
+}
+
+fn confirm_quit(app: &mut DialtoneApp, ui: &mut Ui) {
+    let n = app.model.calls.values().filter(|c| c.is_up()).count();
+    egui::Frame::new()
+        .fill(theme::AMBER.gamma_multiply(0.2))
+        .corner_radius(6)
+        .inner_margin(6)
+        .show(ui, |ui| {
+            ui.label(format!(
+                "{n} call{} up. Quit Dialtone and hang up?",
+                if n == 1 { " is" } else { "s are" }
+            ));
+            ui.horizontal(|ui| {
+                if theme::filled_button(ui, Some(icon::HANGUP), "Quit and hang up", theme::RED)
+                    .clicked()
+                {
+                    app.quit_confirmed = true;
+                    ui.ctx()
+                        .send_viewport_cmd_to(egui::ViewportId::ROOT, egui::ViewportCommand::Close);
+                }
+                if ui.button("Keep Dialtone open").clicked() {
+                    app.confirm_quit = false;
+                }
+            });
+        });
 }
