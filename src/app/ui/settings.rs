@@ -180,6 +180,12 @@ fn account_editor(app: &mut DialtoneApp, ui: &mut Ui) {
     if a.transport == Transport::Tls {
         ui.checkbox(&mut a.tls_verify, "Verify the server's certificate");
     }
+    let where_passwords = match (&app.settings_path, &app.secrets_note) {
+        (None, _) => "The password is used for this session only (settings from the command line).",
+        (Some(_), Some(note)) => note.as_str(),
+        (Some(_), None) => "The password is saved in the settings file (readable only by you).",
+    };
+    ui.label(RichText::new(where_passwords).small().weak());
     let uri = a.uri.trim().to_string();
     let valid = crate::engine::sip::uri::Uri::parse(&uri).is_ok()
         && (uri.starts_with("sip:") || uri.starts_with("sips:"));
