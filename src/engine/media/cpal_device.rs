@@ -376,13 +376,17 @@ impl CpalSource {
                 },
             ))
         })?;
+        let up = Resampler::streaming(opened.rate, HUB_RATE).map_err(|e| DeviceError::Audio {
+            what: what.clone(),
+            message: e.to_string(),
+        })?;
         Ok(CpalSource {
             what,
             label: opened.label,
             ring: opened.ring,
             rate: opened.rate,
             shared,
-            up: Resampler::new(opened.rate, HUB_RATE),
+            up,
             raw: Vec::with_capacity(opened.rate as usize / 10),
             pending: Vec::with_capacity(2 * FRAME_SAMPLES),
             primed: false,
@@ -454,8 +458,7 @@ impl AudioSource for CpalSource {
             // Enough device samples to make up this frame (the resampler keeps the phase).
             let have = self.pending.len();
             let need_out = out.len().saturating_sub(have);
-            let need_in =
-                (need_out as u64 * u64::from(self.rate)).div_ceil(u64::from(HUB_RATE)) as usize + 1;
+            let need_in = self.up.input_for(need_out);
             let take = need_in.min(self.ring.slots());
             self.raw.clear();
             if let Ok(chunk) = self.ring.read_chunk(take) {
@@ -525,13 +528,17 @@ impl CpalSink {
                 },
             ))
         })?;
+        let down = Resampler::streaming(HUB_RATE, opened.rate).map_err(|e| DeviceError::Audio {
+            what: what.clone(),
+            message: e.to_string(),
+        })?;
         Ok(CpalSink {
             what,
             label: opened.label,
             ring: opened.ring,
             rate: opened.rate,
             shared,
-            down: Resampler::new(HUB_RATE, opened.rate),
+            down,
             converted: Vec::with_capacity(opened.rate as usize / 10),
             _thread: thread,
         })

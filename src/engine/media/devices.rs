@@ -9,7 +9,7 @@
 
 pub use super::cpal_device::list_devices;
 use super::cpal_device::{CpalSink, CpalSource};
-use super::resample::Resampler;
+use super::resample::{RateError, convert_all};
 use super::tone::ToneGenerator;
 use super::wav::{WavError, WavWriter, read_wav};
 use std::fmt;
@@ -44,6 +44,8 @@ pub enum DeviceError {
     Wav { path: PathBuf, source: WavError },
     #[error("{path} has no audio")]
     EmptyWav { path: PathBuf },
+    #[error("{path}: {source}")]
+    WavRate { path: PathBuf, source: RateError },
 }
 
 /// Where captured audio comes from.
@@ -241,8 +243,12 @@ pub fn open_source(spec: &InputSpec) -> Result<Box<dyn AudioSource>, DeviceError
                 path: path.clone(),
                 source,
             })?;
-            let mut samples = Vec::with_capacity(audio.samples.len() * 6);
-            Resampler::new(audio.rate, HUB_RATE).process(&audio.samples, &mut samples);
+            let samples = convert_all(audio.rate, HUB_RATE, &audio.samples).map_err(|source| {
+                DeviceError::WavRate {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
             if samples.is_empty() {
                 return Err(DeviceError::EmptyWav { path: path.clone() });
             }
@@ -310,26 +316,28 @@ mod tests {
     fn wav_source_loops_and_wav_sink_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.wav");
+        // 60 ms at 8 kHz: 2880 samples at 48 kHz, three hub frames.
         let mut w = WavWriter::create(&path, 8_000).unwrap();
-        w.write(&[1000i16; 80]).unwrap();
+        w.write(&[1000i16; 480]).unwrap();
         w.finish().unwrap();
         let mut src = open_source(&InputSpec::Wav(path)).unwrap();
-        let mut frame = [0i16; FRAME_SAMPLES];
-        src.read(&mut frame).unwrap();
-        // The file's level, looped (480 samples at 48 kHz), but for the few samples at the start
-        // of the file that interpolate up from silence.
-        let at_level = frame.iter().filter(|&&s| (s - 1000).abs() <= 1).count();
-        assert!(
-            at_level >= FRAME_SAMPLES - 12,
-            "{at_level}: {:?}",
-            &frame[..8]
-        );
+        let mut frames = vec![[0i16; FRAME_SAMPLES]; 4];
+        for f in frames.iter_mut() {
+            src.read(f).unwrap();
+        }
+        // The file's level in the middle (its edges are filtered against the silence around
+        // the file), and the file again from the fourth frame on.
+        let at_level = frames[1].iter().filter(|&&s| (s - 1000).abs() <= 2).count();
+        assert_eq!(at_level, FRAME_SAMPLES, "{:?}", &frames[1][..8]);
+        assert_eq!(frames[3], frames[0]);
+        let frame = frames[1];
 
         let out = dir.path().join("out.wav");
         let mut sink = open_sink(&OutputSpec::Wav(out.clone())).unwrap();
         sink.write(&frame).unwrap();
         sink.close().unwrap();
         let rec = read_wav(&out).unwrap();
+        assert_eq!(rec.samples, frame);
         assert_eq!((rec.rate, rec.samples.len()), (HUB_RATE, FRAME_SAMPLES));
     }
 }

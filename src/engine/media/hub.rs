@@ -104,7 +104,13 @@ impl CaptureHub {
         let key = (key.clone(), muted);
         if !self.encoders.contains_key(&key) {
             let codec = codec_for(spec)?;
-            let down = Resampler::new(HUB_RATE, codec.clock_rate());
+            let down = match Resampler::new(HUB_RATE, codec.clock_rate()) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!("{}: {e}", spec.label());
+                    return None;
+                }
+            };
             self.encoders.insert(
                 key.clone(),
                 Encoder {

@@ -19,7 +19,8 @@
 //! - [`stream`]: one call's RTP sender/receiver, jitter buffer and decoder;
 //! - [`playout`]: the mixer and the output, opened once; [`alerts`]: ringback and ring tone;
 //! - [`engine`]: all of it, driven by the runtime with the time passed in;
-//! - [`resample`]: rate conversion between the hub's 48 kHz and codec/file rates;
+//! - [`resample`]: rate conversion (rubato, windowed sinc, low delay) between the hub's 48 kHz
+//!   and codec, device and file rates;
 //! - [`cpal_device`]: real microphones and speakers (cpal, its PulseAudio host on Linux) behind
 //!   lock-free rings, for `default` and `device:NAME`.
 
