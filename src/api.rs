@@ -198,6 +198,10 @@ pub struct DeviceStats {
     pub frames_played: u64,
     /// Encodes done: one per codec in use per captured frame, however many calls share it.
     pub encodes: u64,
+    /// The echo canceller's delay hint (output + input latency, from the devices), while it
+    /// processes a real microphone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo_delay_ms: Option<u32>,
 }
 
 /// What the engine tells the UI.

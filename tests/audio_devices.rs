@@ -48,6 +48,7 @@ fn play_tone(mut sink: CpalSink, stop: Arc<AtomicBool>) -> std::thread::JoinHand
             let next = start + Duration::from_millis(20) * n;
             std::thread::sleep(next.saturating_duration_since(Instant::now()));
         }
+        println!("output latency {:?}", sink.latency());
         sink.xruns()
     })
 }
@@ -89,6 +90,13 @@ fn a_tone_played_to_the_default_output_is_captured_from_the_default_input() {
         let next = start + Duration::from_millis(20) * n;
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
+    // What the echo canceller's delay hint is made of: the device's latency and the ring's.
+    let latency = source.latency();
+    println!("input latency {latency:?}");
+    assert!(
+        (Duration::from_millis(10)..=Duration::from_millis(500)).contains(&latency),
+        "{latency:?}"
+    );
     stop.store(true, Ordering::Relaxed);
     let sink_xruns = player.join().unwrap();
     println!("xruns: sink {sink_xruns}, source {}", source.xruns());
@@ -187,6 +195,9 @@ fn the_default_microphone_feeds_a_call() {
         "A kept the real input: {devices:?}"
     );
     assert_eq!(devices.input_opens, 1);
+    // The echo canceller runs on the real microphone with the input's latency as its hint.
+    let hint = devices.echo_delay_ms.expect("an echo delay hint");
+    assert!((10..=500).contains(&hint), "{hint} ms");
     // A fresh enumeration, as a settings page asks for one.
     a.send(Command::ListDevices);
     match wait_for(&mut a_ev, "devices", |e| matches!(e, Event::Devices { .. })) {

@@ -17,13 +17,17 @@
 //! source or sink: it is not `Send` on every platform, and this keeps `CpalSource`/`CpalSink`
 //! `Send` everywhere. A stream error that means the device is gone sets an atomic flag; the next
 //! `read`/`write` reports it as [`DeviceError::Lost`].
+//!
+//! Latency. Each callback stores the device's own latency from cpal's timestamps (capture →
+//! callback for a microphone, callback → playback for a speaker) in an atomic; `latency()` adds
+//! what waits in the ring. The echo canceller takes the sum of both directions as its delay hint.
 
 use super::devices::{AudioSink, AudioSource, DeviceError, FRAME_SAMPLES, HUB_RATE};
 use super::resample::Resampler;
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{FromSample, SampleFormat, SizedSample};
 use rtrb::{Consumer, Producer, RingBuffer};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -178,6 +182,8 @@ struct Shared {
     reason: OnceLock<String>,
     /// Underruns and overruns seen by the callback (samples short or dropped), for debugging.
     xruns: AtomicU64,
+    /// The device's latency at the last callback, µs (0: the host does not say).
+    device_latency_us: AtomicU32,
 }
 
 impl Shared {
@@ -193,6 +199,14 @@ impl Shared {
                 let _ = self.reason.set(e.to_string());
                 self.failed.store(true, Ordering::Release);
             }
+        }
+    }
+
+    /// The host's figure from the callback, or else one period of the stream (`period`).
+    fn device_latency(&self, period: Duration) -> Duration {
+        match self.device_latency_us.load(Ordering::Relaxed) {
+            0 => period,
+            us => Duration::from_micros(u64::from(us)),
         }
     }
 
@@ -212,6 +226,27 @@ struct Opened<R> {
     ring: R,
     rate: u32,
     label: String,
+    /// One device buffer (the fixed period asked for, else a 20 ms guess).
+    period: Duration,
+}
+
+/// One device buffer of `config`: the fixed size asked for, else 20 ms (hosts' usual default).
+fn period_of(config: &cpal::StreamConfig) -> Duration {
+    match config.buffer_size {
+        cpal::BufferSize::Fixed(frames) if config.sample_rate > 0 => {
+            Duration::from_micros(u64::from(frames) * 1_000_000 / u64::from(config.sample_rate))
+        }
+        _ => Duration::from_millis(20),
+    }
+}
+
+/// `samples` at `rate` Hz as a duration.
+fn samples_to_duration(samples: usize, rate: u32) -> Duration {
+    Duration::from_micros(samples as u64 * 1_000_000 / u64::from(rate.max(1)))
+}
+
+fn to_us(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
 /// The thread owning a cpal `Stream`: it builds and plays it, then holds it until told to stop.
@@ -336,6 +371,7 @@ pub struct CpalSource {
     /// Whether enough is buffered to play through; cleared on underrun so a bursty device
     /// refills its cushion instead of alternating audio and gaps.
     primed: bool,
+    period: Duration,
     _thread: StreamThread,
 }
 
@@ -373,6 +409,7 @@ impl CpalSource {
                     ring: consumer,
                     rate: config.sample_rate,
                     label,
+                    period: period_of(&config),
                 },
             ))
         })?;
@@ -390,6 +427,7 @@ impl CpalSource {
             raw: Vec::with_capacity(opened.rate as usize / 10),
             pending: Vec::with_capacity(2 * FRAME_SAMPLES),
             primed: false,
+            period: opened.period,
             _thread: thread,
         })
     }
@@ -397,6 +435,14 @@ impl CpalSource {
     /// The device opened, as `--list-devices` names it.
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// How old captured audio is when the hub reads it: the device's latency plus what waits in
+    /// the ring and the converter.
+    pub fn latency(&self) -> Duration {
+        self.shared.device_latency(self.period)
+            + samples_to_duration(self.ring.slots(), self.rate)
+            + samples_to_duration(self.pending.len(), HUB_RATE)
     }
 
     /// Device-rate samples for `ms` milliseconds.
@@ -423,7 +469,12 @@ where
             *config,
             // The audio thread: first channel of each frame, converted, pushed; a full ring
             // (the hub is not reading) drops the rest of this buffer. No allocation, no lock.
-            move |data: &[T], _| {
+            move |data: &[T], info: &cpal::InputCallbackInfo| {
+                let t = info.timestamp();
+                let latency = to_us(t.callback.duration_since(t.capture));
+                cb_shared
+                    .device_latency_us
+                    .store(latency, Ordering::Relaxed);
                 for frame in data.chunks(channels) {
                     if ring.push(i16::from_sample_(frame[0])).is_err() {
                         cb_shared.xruns.fetch_add(1, Ordering::Relaxed);
@@ -438,6 +489,10 @@ where
 }
 
 impl AudioSource for CpalSource {
+    fn latency(&self) -> Option<Duration> {
+        Some(CpalSource::latency(self))
+    }
+
     fn read(&mut self, out: &mut [i16]) -> Result<(), DeviceError> {
         // Drift and idle time: while no call ticks the hub, or when the device runs a little
         // fast, the ring fills; keep only the newest `target` so latency stays bounded.
@@ -488,6 +543,7 @@ pub struct CpalSink {
     shared: Arc<Shared>,
     down: Resampler,
     converted: Vec<i16>,
+    period: Duration,
     _thread: StreamThread,
 }
 
@@ -525,6 +581,7 @@ impl CpalSink {
                     ring: producer,
                     rate: config.sample_rate,
                     label,
+                    period: period_of(&config),
                 },
             ))
         })?;
@@ -540,6 +597,7 @@ impl CpalSink {
             shared,
             down,
             converted: Vec::with_capacity(opened.rate as usize / 10),
+            period: opened.period,
             _thread: thread,
         })
     }
@@ -570,7 +628,12 @@ where
             *config,
             // The audio thread: one queued sample to every channel of a frame; silence when the
             // ring is dry (underrun) until a cushion has built up again. No allocation, no lock.
-            move |data: &mut [T], _| {
+            move |data: &mut [T], info: &cpal::OutputCallbackInfo| {
+                let t = info.timestamp();
+                let latency = to_us(t.playback.duration_since(t.callback));
+                cb_shared
+                    .device_latency_us
+                    .store(latency, Ordering::Relaxed);
                 if !playing && ring.slots() >= cushion {
                     playing = true;
                 }
@@ -597,7 +660,20 @@ where
         .map_err(cpal_err(what))
 }
 
+impl CpalSink {
+    /// How long a frame written now waits before it is heard: what is queued in the ring plus
+    /// the device's latency.
+    pub fn latency(&self) -> Duration {
+        let queued = self.ring.buffer().capacity() - self.ring.slots();
+        self.shared.device_latency(self.period) + samples_to_duration(queued, self.rate)
+    }
+}
+
 impl AudioSink for CpalSink {
+    fn latency(&self) -> Option<Duration> {
+        Some(CpalSink::latency(self))
+    }
+
     fn write(&mut self, frame: &[i16]) -> Result<(), DeviceError> {
         self.shared.check(&self.what)?;
         self.converted.clear();

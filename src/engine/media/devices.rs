@@ -149,11 +149,19 @@ pub trait AudioSource: Send {
     /// Fills `out` (`FRAME_SAMPLES` long) with the next frame. A device that stopped working
     /// fills silence and says so.
     fn read(&mut self, out: &mut [i16]) -> Result<(), DeviceError>;
+    /// How old a frame is when read (a real device's buffers); None for synthetic sources.
+    fn latency(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Played audio, one mixed hub frame at a time.
 pub trait AudioSink: Send {
     fn write(&mut self, frame: &[i16]) -> Result<(), DeviceError>;
+    /// How long a frame written now waits before it is heard; None for synthetic sinks.
+    fn latency(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Flushes what must survive the process (a WAV header).
     fn close(&mut self) -> Result<(), DeviceError> {
         Ok(())

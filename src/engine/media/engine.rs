@@ -13,7 +13,7 @@ use super::stream::{CodecKey, MediaParams, Stream};
 use crate::api::{CallId, DeviceStats, MediaStats};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// RTP packets to send: the call, where to, the bytes.
 pub type Outgoing = Vec<(CallId, SocketAddr, Vec<u8>)>;
@@ -48,6 +48,16 @@ pub fn level_dbfs(frame: &[i16]) -> f32 {
         -120.0
     } else {
         (20.0 * rms.log10()) as f32
+    }
+}
+
+/// The echo canceller's delay hint: from a frame handed to the output to its echo in a frame
+/// read from the input, the output's latency plus the input's. None when neither is a device
+/// that knows its latency (a synthetic side adds nothing).
+pub fn echo_delay(input: Option<Duration>, output: Option<Duration>) -> Option<Duration> {
+    match (input, output) {
+        (None, None) => None,
+        (i, o) => Some(i.unwrap_or_default() + o.unwrap_or_default()),
     }
 }
 
@@ -177,6 +187,9 @@ impl MediaEngine {
             if self.hub.spec.is_device()
                 && let Some(apm) = self.apm.as_mut()
             {
+                if let Some(delay) = echo_delay(self.hub.latency(), self.playout.latency()) {
+                    apm.set_stream_delay(delay);
+                }
                 apm.process_capture(self.hub.frame_mut());
             }
             self.input_level = self.input_level.max(level_dbfs(self.hub.frame()));
@@ -279,6 +292,11 @@ impl MediaEngine {
             frames_captured: self.hub.frames_captured,
             frames_played: self.playout.frames_played,
             encodes: self.hub.encodes,
+            echo_delay_ms: self
+                .apm
+                .as_ref()
+                .filter(|_| self.processing_active())
+                .map(|a| a.stream_delay_ms().max(0) as u32),
         }
     }
 
@@ -295,7 +313,6 @@ mod tests {
     use super::*;
     use crate::engine::media::rtp_session::RtpPacket;
     use crate::engine::sip::sdp::CodecSpec;
-    use std::time::Duration;
 
     fn params(port: u16, remote: u16, codec: CodecSpec) -> MediaParams {
         MediaParams {
@@ -493,6 +510,18 @@ mod tests {
             let (a, b) = (on.tick(t).packets, off.tick(t).packets);
             assert_eq!(a[0].2[12..], b[0].2[12..]);
         }
+    }
+
+    #[test]
+    fn the_echo_delay_hint_adds_both_directions_of_whatever_knows_its_latency() {
+        let ms = Duration::from_millis;
+        assert_eq!(echo_delay(Some(ms(45)), Some(ms(60))), Some(ms(105)));
+        assert_eq!(echo_delay(Some(ms(45)), None), Some(ms(45)));
+        assert_eq!(echo_delay(None, Some(ms(60))), Some(ms(60)));
+        assert_eq!(echo_delay(None, None), None);
+        // Synthetic devices: no processing, no hint in the stats.
+        let (m, _) = MediaEngine::open(InputSpec::Tone(440.0), OutputSpec::Null, true);
+        assert_eq!(m.device_stats().echo_delay_ms, None);
     }
 
     #[test]

@@ -71,6 +71,11 @@ impl CaptureHub {
         Ok(())
     }
 
+    /// How old a frame is when captured (a real device's buffers); None for synthetic sources.
+    pub fn latency(&self) -> Option<std::time::Duration> {
+        self.source.latency()
+    }
+
     /// The frame captured last.
     pub fn frame(&self) -> &[i16] {
         &self.frame

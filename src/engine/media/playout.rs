@@ -86,6 +86,11 @@ impl Playout {
         }
     }
 
+    /// How long a frame written now waits before it is heard; None for synthetic sinks.
+    pub fn latency(&self) -> Option<std::time::Duration> {
+        self.sink.latency()
+    }
+
     /// The frame written last (the echo reference for the audio processing).
     pub fn frame(&self) -> &[i16] {
         &self.out
