@@ -23,6 +23,7 @@
 //! what waits in the ring. The echo canceller takes the sum of both directions as its delay hint.
 
 use super::devices::{AudioSink, AudioSource, DeviceError, FRAME_SAMPLES, HUB_RATE};
+use super::hotplug::Snapshot;
 use super::resample::Resampler;
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{FromSample, SampleFormat, SizedSample};
@@ -92,6 +93,39 @@ pub fn list_devices() -> (Vec<String>, Vec<String>) {
     let host = host();
     let names = |dir| devices(&host, dir).iter().map(label).collect();
     (names(Direction::Input), names(Direction::Output))
+}
+
+/// Enumerates the devices again and again over one host connection (the hot-plug watcher's):
+/// a connection that fails is dropped and made anew at the next look.
+#[derive(Default)]
+pub struct Lister {
+    host: Option<cpal::Host>,
+}
+
+impl Lister {
+    /// The devices present and the defaults; None when the host cannot be asked right now.
+    pub fn snapshot(&mut self) -> Option<Snapshot> {
+        let host = self.host.get_or_insert_with(host);
+        let listed = host.input_devices().and_then(|i| {
+            Ok((
+                i.collect::<Vec<_>>(),
+                host.output_devices()?.collect::<Vec<_>>(),
+            ))
+        });
+        match listed {
+            Ok((inputs, outputs)) => Some(Snapshot {
+                inputs: inputs.iter().map(label).collect(),
+                outputs: outputs.iter().map(label).collect(),
+                default_input: host.default_input_device().as_ref().map(label),
+                default_output: host.default_output_device().as_ref().map(label),
+            }),
+            Err(e) => {
+                tracing::debug!("listing audio devices: {e}");
+                self.host = None;
+                None
+            }
+        }
+    }
 }
 
 /// The default device, or the first whose label contains `name` (case-insensitive; an exact id

@@ -5,7 +5,8 @@
 
 use super::alerts::Alerts;
 use super::apm::AudioProcessor;
-use super::devices::{DeviceError, FRAME_SAMPLES, InputSpec, OutputSpec};
+use super::devices::{AudioSink, AudioSource, DeviceError, FRAME_SAMPLES, InputSpec, OutputSpec};
+use super::hotplug::{Decision, DeviceMonitor, Reopen, Snapshot};
 use super::hub::CaptureHub;
 use super::playout::Playout;
 use super::rtp_session::DtmfDigit;
@@ -74,6 +75,10 @@ pub struct MediaEngine {
     /// Echo cancellation, noise suppression and AGC on the input, if the setting is on: built
     /// at open, applied only while the input is a real microphone (see `processing_active`).
     apm: Option<Box<AudioProcessor>>,
+    /// Hot-plug: which devices the user wants, which are open, what to re-open.
+    monitor: DeviceMonitor,
+    /// Re-opens asked for by a device that failed during a tick, for the runtime to carry out.
+    reopens: Vec<Reopen>,
 }
 
 impl MediaEngine {
@@ -86,8 +91,11 @@ impl MediaEngine {
         output: OutputSpec,
         audio_processing: bool,
     ) -> (MediaEngine, Vec<DeviceError>) {
-        let (hub, e1) = CaptureHub::open(input);
-        let (playout, e2) = Playout::open(output);
+        let mut monitor = DeviceMonitor::default();
+        let (hub, e1) = CaptureHub::open(input.clone());
+        let (playout, e2) = Playout::open(output.clone());
+        monitor.input_chosen(&input, &hub.spec);
+        monitor.output_chosen(&output, &playout.spec);
         let errors = e1.into_iter().chain(e2).collect();
         (
             MediaEngine {
@@ -100,6 +108,8 @@ impl MediaEngine {
                 input_level: -120.0,
                 call_levels: BTreeMap::new(),
                 apm: audio_processing.then(Box::default),
+                monitor,
+                reopens: Vec::new(),
             },
             errors,
         )
@@ -182,6 +192,9 @@ impl MediaEngine {
         }
         if !self.streams.is_empty() {
             if let Some(e) = self.hub.capture() {
+                if matches!(e, DeviceError::Lost { .. }) {
+                    self.reopens.extend(self.monitor.input_lost());
+                }
                 tick.errors.push(e);
             }
             if self.hub.spec.is_device()
@@ -227,7 +240,12 @@ impl MediaEngine {
         if let Some(alert) = self.alerts.frame() {
             self.playout.add(alert);
         }
-        tick.errors.extend(self.playout.finish());
+        if let Some(e) = self.playout.finish() {
+            if matches!(e, DeviceError::Lost { .. }) {
+                self.reopens.extend(self.monitor.output_lost());
+            }
+            tick.errors.push(e);
+        }
         // The echo reference: what went to the speaker this tick, before the next capture. Fed
         // only on ticks that capture, so render and capture stay paired.
         if !self.streams.is_empty()
@@ -250,12 +268,62 @@ impl MediaEngine {
 
     /// Swaps the input under every call (no renegotiation).
     pub fn switch_input(&mut self, spec: InputSpec) -> Result<(), DeviceError> {
-        self.hub.switch(spec)
+        self.hub.switch(spec.clone())?;
+        self.monitor.input_chosen(&spec, &spec);
+        Ok(())
     }
 
     /// Swaps the output under every call.
     pub fn switch_output(&mut self, spec: OutputSpec) -> Result<(), DeviceError> {
-        self.playout.switch(spec)
+        self.playout.switch(spec.clone())?;
+        self.monitor.output_chosen(&spec, &spec);
+        Ok(())
+    }
+
+    /// Whether the devices are worth watching for hot-plug (a real one is wanted).
+    pub fn watches_devices(&self) -> bool {
+        self.monitor.watches()
+    }
+
+    /// The system's devices changed (or this is the first look): what to announce, report and
+    /// re-open. The re-opens are the runtime's to carry out, off the I/O loop.
+    pub fn on_devices(&mut self, snapshot: Snapshot) -> Decision {
+        self.monitor.on_snapshot(snapshot)
+    }
+
+    /// Re-opens asked for by devices that failed during ticks.
+    pub fn take_reopens(&mut self) -> Vec<Reopen> {
+        std::mem::take(&mut self.reopens)
+    }
+
+    /// A re-open finished with `spec` open as `source`: swapped in under every call, unless the
+    /// ticket is stale (the user chose another input meanwhile). Returns what to close: the
+    /// old source, or the new one when stale (closing may block: not on the I/O loop).
+    pub fn install_input(
+        &mut self,
+        ticket: u64,
+        spec: InputSpec,
+        source: Box<dyn AudioSource>,
+    ) -> Box<dyn AudioSource> {
+        if self.monitor.input_opened(ticket, &spec) {
+            self.hub.install(spec, source)
+        } else {
+            source
+        }
+    }
+
+    /// As [`Self::install_input`], for the output.
+    pub fn install_output(
+        &mut self,
+        ticket: u64,
+        spec: OutputSpec,
+        sink: Box<dyn AudioSink>,
+    ) -> Box<dyn AudioSink> {
+        if self.monitor.output_opened(ticket, &spec) {
+            self.playout.install(spec, sink)
+        } else {
+            sink
+        }
     }
 
     /// Queues DTMF digits on a call's RTP stream.

@@ -21,6 +21,8 @@
 //! - [`engine`]: all of it, driven by the runtime with the time passed in;
 //! - [`resample`]: rate conversion (rubato, windowed sinc, low delay) between the hub's 48 kHz
 //!   and codec, device and file rates;
+//! - [`hotplug`]: what to do when devices come, go or fail (sans-IO; `engine::device_watch` is
+//!   its I/O side);
 //! - [`cpal_device`]: real microphones and speakers (cpal, its PulseAudio host on Linux) behind
 //!   lock-free rings, for `default` and `device:NAME`.
 
@@ -30,6 +32,7 @@ pub mod codecs;
 pub mod cpal_device;
 pub mod devices;
 pub mod engine;
+pub mod hotplug;
 pub mod hub;
 pub mod jitter;
 pub mod playout;

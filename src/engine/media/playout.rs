@@ -8,6 +8,7 @@ pub struct Playout {
     pub spec: OutputSpec,
     mix: Vec<i32>,
     out: Vec<i16>,
+    /// 1 at start, plus one per re-open caused by a device change (never by a call).
     pub opens: u32,
     pub frames_played: u64,
     failed: bool,
@@ -48,6 +49,14 @@ impl Playout {
     /// Swaps the output under every call; the old one is closed after the new one opened.
     pub fn switch(&mut self, spec: OutputSpec) -> Result<(), DeviceError> {
         let sink = open_sink(&spec)?;
+        drop(self.install(spec, sink));
+        Ok(())
+    }
+
+    /// Swaps in a sink opened elsewhere (off the I/O loop); the old one is closed (a WAV
+    /// recording's header written) and returned for the caller to drop where blocking does no
+    /// harm.
+    pub fn install(&mut self, spec: OutputSpec, sink: Box<dyn AudioSink>) -> Box<dyn AudioSink> {
         let mut old = std::mem::replace(&mut self.sink, sink);
         if let Err(e) = old.close() {
             tracing::warn!("closing the previous audio output: {e}");
@@ -56,7 +65,7 @@ impl Playout {
         self.spec = spec;
         self.opens += 1;
         self.failed = false;
-        Ok(())
+        old
     }
 
     /// Starts a new mixed frame.
