@@ -343,6 +343,10 @@ impl Stream {
                     &clear
                 }
                 Err(e) => {
+                    // Dropped, as RFC 3711 requires for anything unauthenticated. baresip sends
+                    // one such packet per call: its RTCP "NAT pinhole" APP (PING/PONG) goes out
+                    // once in the clear before its SRTP filter is installed (then again as
+                    // SRTCP, which passes); see tests/peers_dialtone.rs.
                     self.srtcp_failures += 1;
                     tracing::debug!("dropping SRTCP packet: {e}");
                     return;
