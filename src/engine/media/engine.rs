@@ -580,6 +580,60 @@ mod tests {
         }
     }
 
+    /// From a burst entering A's source to it leaving B's sink, ms: two engines ticking in
+    /// step with no network delay, `codec` both ways.
+    fn mouth_to_ear_ms(codec: CodecSpec) -> f64 {
+        use crate::engine::media::tone::ToneGenerator;
+        use crate::engine::media::wav::{WavWriter, read_wav};
+        let dir = tempfile::tempdir().unwrap();
+        let (burst, heard) = (dir.path().join("burst.wav"), dir.path().join("heard.wav"));
+        // 300 ms of silence, then 100 ms of 1 kHz at half scale, at 8 kHz.
+        let mut samples = vec![0i16; 2_400];
+        let mut tone = vec![0i16; 800];
+        ToneGenerator::new(1000.0, -6.0, 8_000).fill(&mut tone);
+        samples.extend_from_slice(&tone);
+        let mut w = WavWriter::create(&burst, 8_000).unwrap();
+        w.write(&samples).unwrap();
+        w.finish().unwrap();
+        let (mut a, _) = MediaEngine::open(InputSpec::Wav(burst), OutputSpec::Null, false);
+        let (mut b, _) =
+            MediaEngine::open(InputSpec::Silence, OutputSpec::Wav(heard.clone()), false);
+        let t0 = Instant::now();
+        a.set_call(CallId(1), params(20000, 20002, codec.clone()), t0)
+            .unwrap();
+        b.set_call(CallId(1), params(20002, 20000, codec), t0)
+            .unwrap();
+        for n in 0..20u64 {
+            let now = t0 + Duration::from_millis(20 * n);
+            for (_, _, p) in a.tick(now).packets {
+                b.on_rtp(CallId(1), &p, now);
+            }
+            b.tick(now);
+        }
+        b.close();
+        let rec = read_wav(&heard).unwrap();
+        let onset = rec
+            .samples
+            .iter()
+            .position(|s| s.unsigned_abs() > 8_192)
+            .unwrap();
+        onset as f64 / 48.0 - 300.0
+    }
+
+    #[test]
+    fn pcmu_mouth_to_ear_in_step_is_the_jitter_frame_plus_a_few_ms_of_resampling() {
+        // With no network and the two media clocks in step, what remains is B's jitter buffer
+        // (one 20 ms frame at start) and the codec path: Opus' own look-ahead, or for PCMU the
+        // 48 ↔ 8 kHz conversions (1.4 + 3.2 ms).
+        let (opus, pcmu) = (
+            mouth_to_ear_ms(CodecSpec::opus()),
+            mouth_to_ear_ms(CodecSpec::pcmu()),
+        );
+        println!("mouth-to-ear in step, no network: Opus {opus:.2} ms, PCMU {pcmu:.2} ms");
+        assert!((20.0..26.0).contains(&pcmu), "PCMU {pcmu:.2} ms");
+        assert!((20.0..28.0).contains(&opus), "Opus {opus:.2} ms");
+    }
+
     #[test]
     fn the_echo_delay_hint_adds_both_directions_of_whatever_knows_its_latency() {
         let ms = Duration::from_millis;

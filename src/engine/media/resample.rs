@@ -23,6 +23,12 @@ use rubato::{
     WindowFunction,
 };
 
+/// Points per input sample in rubato's sinc table, between which it interpolates linearly. 48 is
+/// a multiple of 6 and 3: every output position of 8 or 16 kHz ↔ 48 kHz falls exactly on a table
+/// point (no interpolation error), and the table is quick to build on the call path (a call's
+/// stream makes its converter when its media starts: 0.1 ms up, 0.3 ms down, release build).
+const OVERSAMPLING: usize = 48;
+
 /// Rates a [`Resampler`] accepts (a WAV file may claim anything).
 pub const RATES: std::ops::RangeInclusive<u32> = 1_000..=384_000;
 
@@ -84,7 +90,7 @@ impl Resampler {
         let down = to < from;
         let params =
             SincInterpolationParameters::new(if down { 128 } else { 48 }, WindowFunction::Blackman)
-                .oversampling_factor(256)
+                .oversampling_factor(OVERSAMPLING)
                 .interpolation(SincInterpolationType::Linear);
         let chunk = chunk.max(1);
         let ratio = f64::from(to) / f64::from(from);
