@@ -231,6 +231,10 @@ pub struct DeviceStats {
     /// The input is metered with no call (`MonitorInput`).
     #[serde(default)]
     pub monitoring: bool,
+    /// The echo canceller's delay hint (output + input latency, from the devices), while it
+    /// processes a real microphone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo_delay_ms: Option<u32>,
 }
 
 /// What the engine tells the UI.

@@ -6,7 +6,7 @@
 mod common;
 
 use common::pulse::Pulse;
-use dialtone::api::{CallState, Command, Event};
+use dialtone::api::{CallState, Command, DeviceStats, Event, MediaStats};
 use dialtone::engine::Engine;
 use dialtone::engine::media::cpal_device::{CpalSink, CpalSource};
 use dialtone::engine::media::devices::{
@@ -48,6 +48,7 @@ fn play_tone(mut sink: CpalSink, stop: Arc<AtomicBool>) -> std::thread::JoinHand
             let next = start + Duration::from_millis(20) * n;
             std::thread::sleep(next.saturating_duration_since(Instant::now()));
         }
+        println!("output latency {:?}", sink.latency());
         sink.xruns()
     })
 }
@@ -89,6 +90,13 @@ fn a_tone_played_to_the_default_output_is_captured_from_the_default_input() {
         let next = start + Duration::from_millis(20) * n;
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
+    // What the echo canceller's delay hint is made of: the device's latency and the ring's.
+    let latency = source.latency();
+    println!("input latency {latency:?}");
+    assert!(
+        (Duration::from_millis(10)..=Duration::from_millis(500)).contains(&latency),
+        "{latency:?}"
+    );
     stop.store(true, Ordering::Relaxed);
     let sink_xruns = player.join().unwrap();
     println!("xruns: sink {sink_xruns}, source {}", source.xruns());
@@ -187,6 +195,9 @@ fn the_default_microphone_feeds_a_call() {
         "A kept the real input: {devices:?}"
     );
     assert_eq!(devices.input_opens, 1);
+    // The echo canceller runs on the real microphone with the input's latency as its hint.
+    let hint = devices.echo_delay_ms.expect("an echo delay hint");
+    assert!((10..=500).contains(&hint), "{hint} ms");
     // A fresh enumeration, as a settings page asks for one.
     a.send(Command::ListDevices);
     match wait_for(&mut a_ev, "devices", |e| matches!(e, Event::Devices { .. })) {
@@ -234,4 +245,352 @@ fn the_default_microphone_feeds_a_call() {
         "B hears what A's default microphone captured in only {:.0}% of the blocks",
         share * 100.0
     );
+}
+
+/// The engine's `stats`: its first call's media figures and the device figures.
+fn stats(engine: &Engine, rx: &mut UnboundedReceiver<Event>) -> (Option<MediaStats>, DeviceStats) {
+    engine.send(Command::Stats);
+    match wait_for(rx, "stats", |e| matches!(e, Event::Stats { .. })) {
+        Event::Stats { calls, devices } => (
+            calls.first().and_then(|c| c.media),
+            devices.expect("device figures"),
+        ),
+        _ => unreachable!(),
+    }
+}
+
+/// Asks for `stats` until `pred` holds on the device figures (10 s at most).
+fn wait_devices(
+    engine: &Engine,
+    rx: &mut UnboundedReceiver<Event>,
+    what: &str,
+    pred: impl Fn(&DeviceStats) -> bool,
+) -> DeviceStats {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, d) = stats(engine, rx);
+        if pred(&d) {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {d:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `pactl list short KIND` rows as (index, name-or-owner column).
+fn pactl_rows(pulse: &Pulse, kind: &str) -> Vec<(String, String)> {
+    pulse
+        .pactl(&["list", "short", kind])
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let mut cols = l.split('\t');
+            Some((cols.next()?.to_string(), cols.next()?.to_string()))
+        })
+        .collect()
+}
+
+fn test_settings(audio_in: &str, audio_out: String, ports: u16, auto_answer: bool) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".into(),
+        rtp_ports: format!("{ports}-{}", ports + 19),
+        audio_in: audio_in.into(),
+        audio_out,
+        auto_answer,
+        // The tests loop a device's output back to its input: an echo canceller would (rightly)
+        // remove exactly what they listen for.
+        audio_processing: false,
+        ..Settings::default()
+    }
+}
+
+#[test]
+fn a_device_that_disappears_mid_call_falls_back_to_the_default_and_the_call_goes_on() {
+    let pulse = Pulse::start();
+    let module = pulse
+        .pactl(&[
+            "load-module",
+            "module-null-sink",
+            "sink_name=gone",
+            "sink_properties=device.description=gone",
+        ])
+        .expect("a second null sink")
+        .trim()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let a_wav = dir.path().join("a.wav");
+    let base = 34000 + (std::process::id() % 100) as u16 * 40;
+    // A sends a tone and records; B plays what it hears to device:gone and captures that
+    // device's monitor: B echoes A's tone back through the device that goes away.
+    let (a, mut a_ev) = Engine::spawn(
+        test_settings("tone:440", format!("wav:{}", a_wav.display()), base, false),
+        None,
+    )
+    .expect("A starts");
+    let (b, mut b_ev) = Engine::spawn(
+        test_settings("device:gone.monitor", "device:gone".into(), base + 20, true),
+        None,
+    )
+    .expect("B starts");
+    a.send(Command::Call {
+        uri: format!("sip:b@{}", b.local_addr()),
+        account: None,
+    });
+    let call = match wait_for(&mut a_ev, "A's established call", is_established) {
+        Event::Call { call, .. } => call,
+        _ => unreachable!(),
+    };
+    wait_for(&mut b_ev, "B's established call", is_established);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (before, d) = stats(&b, &mut b_ev);
+    assert_eq!(
+        (d.input.as_str(), d.output.as_str()),
+        ("device:gone.monitor", "device:gone")
+    );
+    assert_eq!((d.input_opens, d.output_opens), (1, 1));
+    let sent_before = before.expect("B's media").packets_sent;
+
+    let unplugged = Instant::now();
+    pulse
+        .pactl(&["unload-module", &module])
+        .expect("the device goes away");
+    // An error names each device that went away.
+    for dir in ["input", "output"] {
+        let e = wait_for(
+            &mut b_ev,
+            "an error about the device",
+            |e| matches!(e, Event::Error { message } if message.contains(&format!("{dir} device:gone"))),
+        );
+        println!("{:?} after the unplug: {e:?}", unplugged.elapsed());
+    }
+    // B is on the defaults now (the harness's other null sink and its monitor): re-opened.
+    let d = wait_devices(&b, &mut b_ev, "B on the defaults", |d| {
+        d.input == "default" && d.output == "default"
+    });
+    assert_eq!((d.input_opens, d.output_opens), (2, 2), "{d:?}");
+    println!("on the defaults {:?} after the unplug", unplugged.elapsed());
+    // What A hears meanwhile: B's echo through its default devices (A's only sound source),
+    // from A's meter (10 per second); and the call never ends.
+    let mut heard = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(2000) {
+        match a_ev.try_recv() {
+            Ok(Event::Levels { calls, .. }) if start.elapsed() > Duration::from_millis(500) => {
+                heard.extend(calls.iter().map(|c| c.output_dbfs));
+            }
+            Ok(
+                e @ Event::Call {
+                    state: CallState::Ended,
+                    ..
+                },
+            ) => panic!("{e:?}"),
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    println!("A's call output levels on B's fallback: {heard:.0?} dBFS");
+    assert!(heard.len() >= 10, "{heard:?}");
+    assert!(heard.iter().all(|&l| l > -30.0), "silence at A: {heard:?}");
+    // The call is up and its RTP flows both ways.
+    let (after, _) = stats(&b, &mut b_ev);
+    let after = after.expect("B's call still has media");
+    assert!(
+        after.packets_sent >= sent_before + 100,
+        "{sent_before} -> {}",
+        after.packets_sent
+    );
+    let (a_media, _) = stats(&a, &mut a_ev);
+    assert!(a_media.expect("A's media").packets_received > 200);
+    while let Ok(e) = a_ev.try_recv() {
+        assert!(
+            !matches!(
+                e,
+                Event::Call {
+                    state: CallState::Ended,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+    // Plugged in again: B goes back to the device it was told to use.
+    pulse
+        .pactl(&[
+            "load-module",
+            "module-null-sink",
+            "sink_name=gone",
+            "sink_properties=device.description=gone",
+        ])
+        .expect("the device is back");
+    let d = wait_devices(&b, &mut b_ev, "B back on device:gone", |d| {
+        d.input == "device:gone.monitor" && d.output == "device:gone"
+    });
+    assert_eq!((d.input_opens, d.output_opens), (3, 3), "{d:?}");
+    std::thread::sleep(Duration::from_millis(2000));
+    a.send(Command::Hangup { call });
+    wait_for(&mut b_ev, "B's call ending", |e| {
+        matches!(
+            e,
+            Event::Call {
+                state: CallState::Ended,
+                ..
+            }
+        )
+    });
+    a.shutdown();
+    b.shutdown();
+    drop(pulse);
+    // The last 1.5 s of the call: A hears its tone again, through device:gone back.
+    let wav = read_wav(&a_wav).expect("A's recording");
+    let n = wav.samples.len();
+    let tail = &wav.samples[n - 72_000..n - 4_800];
+    let share = share_of_440(tail);
+    println!(
+        "440 Hz in {:.0}% of the blocks after the device came back",
+        share * 100.0
+    );
+    assert!(
+        share >= 0.7,
+        "A hears B's echo through the returned device in only {:.0}% of the blocks",
+        share * 100.0
+    );
+}
+
+#[test]
+fn a_new_device_is_announced_and_a_new_default_is_followed() {
+    let pulse = Pulse::start();
+    let base = 35000 + (std::process::id() % 100) as u16 * 40;
+    let (e, mut ev) = Engine::spawn(
+        test_settings("default", "default".into(), base, false),
+        None,
+    )
+    .expect("the engine starts");
+    // The watcher's first look is its baseline.
+    std::thread::sleep(Duration::from_millis(1000));
+    let d = wait_devices(&e, &mut ev, "opened", |_| true);
+    assert_eq!((d.input_opens, d.output_opens), (1, 1));
+    let plugged = Instant::now();
+    pulse
+        .pactl(&[
+            "load-module",
+            "module-null-sink",
+            "sink_name=fresh",
+            "sink_properties=device.description=fresh",
+        ])
+        .expect("a new device");
+    // Announced without being asked.
+    match wait_for(&mut ev, "a devices event", |e| {
+        matches!(e, Event::Devices { .. })
+    }) {
+        Event::Devices { inputs, outputs } => {
+            assert!(outputs.iter().any(|d| d.contains("fresh")), "{outputs:?}");
+            assert!(
+                inputs.iter().any(|d| d.contains("fresh.monitor")),
+                "{inputs:?}"
+            );
+        }
+        _ => unreachable!(),
+    }
+    println!("announced {:?} after the plug", plugged.elapsed());
+    // A new device alone is not a reason to re-open.
+    let d = wait_devices(&e, &mut ev, "unchanged", |_| true);
+    assert_eq!((d.input_opens, d.output_opens), (1, 1));
+
+    let switched = Instant::now();
+    pulse.pactl(&["set-default-sink", "fresh"]).unwrap();
+    pulse
+        .pactl(&["set-default-source", "fresh.monitor"])
+        .unwrap();
+    let d = wait_devices(&e, &mut ev, "following the new default", |d| {
+        d.input_opens == 2 && d.output_opens == 2
+    });
+    assert_eq!(
+        (d.input.as_str(), d.output.as_str()),
+        ("default", "default")
+    );
+    println!(
+        "followed {:?} after the default changed",
+        switched.elapsed()
+    );
+    // The engine's streams are on the new default now (and only there).
+    let sinks = pactl_rows(&pulse, "sinks");
+    let fresh = &sinks.iter().find(|(_, n)| n == "fresh").unwrap().0;
+    let inputs = pactl_rows(&pulse, "sink-inputs");
+    assert!(
+        !inputs.is_empty() && inputs.iter().all(|(_, sink)| sink == fresh),
+        "{inputs:?} vs {sinks:?}"
+    );
+    let sources = pactl_rows(&pulse, "sources");
+    let monitor = &sources
+        .iter()
+        .find(|(_, n)| n == "fresh.monitor")
+        .unwrap()
+        .0;
+    let outputs = pactl_rows(&pulse, "source-outputs");
+    assert!(
+        !outputs.is_empty() && outputs.iter().all(|(_, src)| src == monitor),
+        "{outputs:?} vs {sources:?}"
+    );
+    e.shutdown();
+    while let Ok(e) = ev.try_recv() {
+        assert!(!matches!(e, Event::Error { .. }), "{e:?}");
+    }
+}
+
+#[test]
+fn a_sound_server_that_dies_mid_call_leaves_silence_and_the_call_goes_on() {
+    let pulse = Pulse::start();
+    let base = 36000 + (std::process::id() % 100) as u16 * 40;
+    let (a, mut a_ev) = Engine::spawn(test_settings("tone:440", "null".into(), base, false), None)
+        .expect("A starts");
+    let (b, mut b_ev) = Engine::spawn(
+        test_settings("default", "default".into(), base + 20, true),
+        None,
+    )
+    .expect("B starts");
+    a.send(Command::Call {
+        uri: format!("sip:b@{}", b.local_addr()),
+        account: None,
+    });
+    wait_for(&mut a_ev, "A's established call", is_established);
+    wait_for(&mut b_ev, "B's established call", is_established);
+    std::thread::sleep(Duration::from_millis(1000));
+    let (before, _) = stats(&b, &mut b_ev);
+    let sent_before = before.expect("B's media").packets_sent;
+    // Both of B's streams fail at once; nothing else can be opened.
+    drop(pulse);
+    for dir in ["input", "output"] {
+        let e = wait_for(
+            &mut b_ev,
+            "the device failing",
+            |e| matches!(e, Event::Error { message } if message.contains(&format!("audio {dir} default stopped working"))),
+        );
+        println!("{e:?}");
+    }
+    let d = wait_devices(&b, &mut b_ev, "B on stand-ins", |d| {
+        d.input == "silence" && d.output == "null"
+    });
+    assert_eq!((d.input_opens, d.output_opens), (2, 2), "{d:?}");
+    std::thread::sleep(Duration::from_millis(1000));
+    let (after, _) = stats(&b, &mut b_ev);
+    let after = after.expect("B's call still has media");
+    assert!(
+        after.packets_sent >= sent_before + 50,
+        "{sent_before} -> {}",
+        after.packets_sent
+    );
+    while let Ok(e) = b_ev.try_recv() {
+        assert!(
+            !matches!(
+                e,
+                Event::Call {
+                    state: CallState::Ended,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+    a.shutdown();
+    b.shutdown();
 }

@@ -675,6 +675,15 @@ fn assert_srtp_media(carol: &mut Dialtone) -> Result<()> {
         "{calls:?}"
     );
     assert_eq!(media["srtp_failures"], 0, "{calls:?}");
+    // baresip opens its RTCP "NAT pinhole" with an APP packet (name PING, data PONG) sent
+    // twice when its stream starts: once in the clear, 16 bytes with no SRTCP index or tag,
+    // before its SRTP filter is on the socket, then again as SRTCP. RFC 3711 (3.4) makes
+    // authentication mandatory for SRTCP, so the clear one is rightly dropped and counted (when
+    // it arrives after our socket is open: on calls we answer); anything more is a real failure.
+    assert!(
+        media["srtcp_failures"].as_u64().unwrap_or(u64::MAX) <= 1,
+        "{calls:?}"
+    );
     Ok(())
 }
 

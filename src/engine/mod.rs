@@ -2,6 +2,7 @@
 //! `Command`s and reporting `Event`s. `Engine::spawn` is the only way in; the UI or the headless
 //! front-end never sees protocol state.
 
+pub mod device_watch;
 pub mod media;
 pub mod media_net;
 pub mod net;

@@ -1,6 +1,7 @@
 //! The I/O loop: the only place that waits. It feeds the user agent commands, packets and the
 //! time, and carries out what comes back (send bytes, hand events to the UI).
 
+use super::device_watch::DeviceWatch;
 use super::media::devices::{InputSpec, OutputSpec};
 use super::media::engine::MediaEngine;
 use super::media_net::MediaNet;
@@ -52,6 +53,8 @@ pub async fn run(
         .map(|a| a.ip())
         .unwrap_or_else(|_| net.advertised().ip());
     let mut media = MediaNet::new(engine, bind_ip);
+    // Hot-plug: device changes are noticed off the I/O loop and applied here.
+    let mut watch = DeviceWatch::new();
     let _ = ready.send(Ok(net.advertised()));
     for e in device_errors {
         let _ = events.send(Event::Error {
@@ -69,6 +72,8 @@ pub async fn run(
         if ua.is_stopped() {
             break;
         }
+        watch.ensure_running(&media.engine);
+        watch.dispatch(&mut media.engine);
         let deadline = ua
             .next_deadline()
             .map(tokio::time::Instant::from_std)
@@ -162,6 +167,17 @@ pub async fn run(
                         if let Some(w) = &waker {
                             w();
                         }
+                    }
+                }
+            }
+            ev = watch.recv() => {
+                let produced = watch.handle(ev, &mut media.engine);
+                if !produced.is_empty() {
+                    for e in produced {
+                        let _ = events.send(e);
+                    }
+                    if let Some(w) = &waker {
+                        w();
                     }
                 }
             }

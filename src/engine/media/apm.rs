@@ -4,8 +4,12 @@
 //! The engine feeds every frame it plays to the speaker as the echo reference
 //! ([`AudioProcessor::process_render`]) and runs every captured frame through
 //! [`AudioProcessor::process_capture`] before it is encoded. Both work on the hub's 20 ms frames
-//! at 48 kHz mono; sonora wants 10 ms, so each frame is processed as two halves. AEC3 estimates
-//! the delay between the speaker and the microphone itself.
+//! at 48 kHz mono; sonora wants 10 ms, so each frame is processed as two halves.
+//!
+//! The delay between a frame handed to the speaker and its echo in a captured frame is given to
+//! AEC3 as a hint ([`AudioProcessor::set_stream_delay`]): what waits in the output's queue and
+//! device buffer plus what waited in the input's (the devices report both, see
+//! `cpal_device`). AEC3 starts aligned on it and refines the estimate itself from the signals.
 
 use super::devices::{FRAME_SAMPLES, HUB_RATE};
 use sonora::config::{
@@ -25,6 +29,9 @@ pub struct AudioProcessor {
     /// Blocks sonora refused (wrong size); never expected with the hub's frames.
     pub errors: u64,
 }
+
+/// The longest stream delay sonora takes.
+const MAX_STREAM_DELAY_MS: u32 = 500;
 
 impl Default for AudioProcessor {
     fn default() -> Self {
@@ -58,6 +65,20 @@ impl AudioProcessor {
             render_out: vec![0; BLOCK],
             errors: 0,
         }
+    }
+
+    /// The delay from a frame passed to [`Self::process_render`] to its echo reaching
+    /// [`Self::process_capture`]: render latency (queued for the speaker and in its device
+    /// buffer) plus capture latency (in the microphone's buffer and queue). Clamped to 500 ms.
+    pub fn set_stream_delay(&mut self, delay: std::time::Duration) {
+        let ms = delay.as_millis().min(u128::from(MAX_STREAM_DELAY_MS)) as i32;
+        // In range by construction: sonora's clamp warning cannot happen.
+        let _ = self.apm.set_stream_delay_ms(ms);
+    }
+
+    /// The stream delay last set, in ms (0 until one is set).
+    pub fn stream_delay_ms(&self) -> i32 {
+        self.apm.stream_delay_ms()
     }
 
     /// The far-end frame going to the speaker: what the microphone may pick up as echo.
@@ -124,7 +145,20 @@ mod tests {
     /// `measure` frames, for a far end played for `frames` frames and captured back delayed by
     /// `delay` samples and attenuated to `gain`.
     fn echo_run(frames: usize, measure: usize, delay: usize, gain: f32) -> (f64, f64) {
+        echo_run_hinted(frames, measure, delay, gain, None)
+    }
+
+    fn echo_run_hinted(
+        frames: usize,
+        measure: usize,
+        delay: usize,
+        gain: f32,
+        hint: Option<std::time::Duration>,
+    ) -> (f64, f64) {
         let mut apm = AudioProcessor::new();
+        if let Some(h) = hint {
+            apm.set_stream_delay(h);
+        }
         let mut talker = Talker {
             seed: 0x1234_5678,
             n: 0,
@@ -157,6 +191,36 @@ mod tests {
         }
         assert_eq!(apm.errors, 0);
         (10.0 * (raw / out.max(1.0)).log10(), raw)
+    }
+
+    #[test]
+    fn a_hinted_stream_delay_aligns_the_canceller_from_the_start() {
+        use std::time::Duration;
+        // A long echo path (250 ms: a Bluetooth headset, a busy sound server): unhinted, AEC3
+        // searches for the delay for the first half second; hinted, it starts aligned.
+        let (none, _) = echo_run(25, 25, 250 * 48, 0.5);
+        let (hinted, _) = echo_run_hinted(25, 25, 250 * 48, 0.5, Some(Duration::from_millis(250)));
+        println!("first 0.5 s, 250 ms echo path: {none:.1} dB unhinted, {hinted:.1} dB hinted");
+        assert!(
+            hinted >= 40.0 && hinted >= none + 20.0,
+            "{none:.1} / {hinted:.1} dB"
+        );
+        // 150 ms, over the last half second of two: still clearly ahead.
+        let (none, _) = echo_run(100, 25, 150 * 48, 0.5);
+        let (hinted, _) = echo_run_hinted(100, 25, 150 * 48, 0.5, Some(Duration::from_millis(150)));
+        println!("1.5-2 s, 150 ms echo path: {none:.1} dB unhinted, {hinted:.1} dB hinted");
+        assert!(hinted >= none + 5.0, "{none:.1} / {hinted:.1} dB");
+    }
+
+    #[test]
+    fn the_stream_delay_hint_is_kept_in_sonoras_range() {
+        use std::time::Duration;
+        let mut apm = AudioProcessor::new();
+        assert_eq!(apm.stream_delay_ms(), 0);
+        apm.set_stream_delay(Duration::from_micros(62_700));
+        assert_eq!(apm.stream_delay_ms(), 62);
+        apm.set_stream_delay(Duration::from_secs(3));
+        assert_eq!(apm.stream_delay_ms(), 500);
     }
 
     #[test]

@@ -17,13 +17,18 @@
 //! source or sink: it is not `Send` on every platform, and this keeps `CpalSource`/`CpalSink`
 //! `Send` everywhere. A stream error that means the device is gone sets an atomic flag; the next
 //! `read`/`write` reports it as [`DeviceError::Lost`].
+//!
+//! Latency. Each callback stores the device's own latency from cpal's timestamps (capture →
+//! callback for a microphone, callback → playback for a speaker) in an atomic; `latency()` adds
+//! what waits in the ring. The echo canceller takes the sum of both directions as its delay hint.
 
 use super::devices::{AudioSink, AudioSource, DeviceError, FRAME_SAMPLES, HUB_RATE};
+use super::hotplug::Snapshot;
 use super::resample::Resampler;
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{FromSample, SampleFormat, SizedSample};
 use rtrb::{Consumer, Producer, RingBuffer};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -88,6 +93,39 @@ pub fn list_devices() -> (Vec<String>, Vec<String>) {
     let host = host();
     let names = |dir| devices(&host, dir).iter().map(label).collect();
     (names(Direction::Input), names(Direction::Output))
+}
+
+/// Enumerates the devices again and again over one host connection (the hot-plug watcher's):
+/// a connection that fails is dropped and made anew at the next look.
+#[derive(Default)]
+pub struct Lister {
+    host: Option<cpal::Host>,
+}
+
+impl Lister {
+    /// The devices present and the defaults; None when the host cannot be asked right now.
+    pub fn snapshot(&mut self) -> Option<Snapshot> {
+        let host = self.host.get_or_insert_with(host);
+        let listed = host.input_devices().and_then(|i| {
+            Ok((
+                i.collect::<Vec<_>>(),
+                host.output_devices()?.collect::<Vec<_>>(),
+            ))
+        });
+        match listed {
+            Ok((inputs, outputs)) => Some(Snapshot {
+                inputs: inputs.iter().map(label).collect(),
+                outputs: outputs.iter().map(label).collect(),
+                default_input: host.default_input_device().as_ref().map(label),
+                default_output: host.default_output_device().as_ref().map(label),
+            }),
+            Err(e) => {
+                tracing::debug!("listing audio devices: {e}");
+                self.host = None;
+                None
+            }
+        }
+    }
 }
 
 /// The default device, or the first whose label contains `name` (case-insensitive; an exact id
@@ -178,6 +216,8 @@ struct Shared {
     reason: OnceLock<String>,
     /// Underruns and overruns seen by the callback (samples short or dropped), for debugging.
     xruns: AtomicU64,
+    /// The device's latency at the last callback, µs (0: the host does not say).
+    device_latency_us: AtomicU32,
 }
 
 impl Shared {
@@ -193,6 +233,14 @@ impl Shared {
                 let _ = self.reason.set(e.to_string());
                 self.failed.store(true, Ordering::Release);
             }
+        }
+    }
+
+    /// The host's figure from the callback, or else one period of the stream (`period`).
+    fn device_latency(&self, period: Duration) -> Duration {
+        match self.device_latency_us.load(Ordering::Relaxed) {
+            0 => period,
+            us => Duration::from_micros(u64::from(us)),
         }
     }
 
@@ -212,6 +260,27 @@ struct Opened<R> {
     ring: R,
     rate: u32,
     label: String,
+    /// One device buffer (the fixed period asked for, else a 20 ms guess).
+    period: Duration,
+}
+
+/// One device buffer of `config`: the fixed size asked for, else 20 ms (hosts' usual default).
+fn period_of(config: &cpal::StreamConfig) -> Duration {
+    match config.buffer_size {
+        cpal::BufferSize::Fixed(frames) if config.sample_rate > 0 => {
+            Duration::from_micros(u64::from(frames) * 1_000_000 / u64::from(config.sample_rate))
+        }
+        _ => Duration::from_millis(20),
+    }
+}
+
+/// `samples` at `rate` Hz as a duration.
+fn samples_to_duration(samples: usize, rate: u32) -> Duration {
+    Duration::from_micros(samples as u64 * 1_000_000 / u64::from(rate.max(1)))
+}
+
+fn to_us(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
 /// The thread owning a cpal `Stream`: it builds and plays it, then holds it until told to stop.
@@ -336,6 +405,7 @@ pub struct CpalSource {
     /// Whether enough is buffered to play through; cleared on underrun so a bursty device
     /// refills its cushion instead of alternating audio and gaps.
     primed: bool,
+    period: Duration,
     _thread: StreamThread,
 }
 
@@ -373,8 +443,13 @@ impl CpalSource {
                     ring: consumer,
                     rate: config.sample_rate,
                     label,
+                    period: period_of(&config),
                 },
             ))
+        })?;
+        let up = Resampler::streaming(opened.rate, HUB_RATE).map_err(|e| DeviceError::Audio {
+            what: what.clone(),
+            message: e.to_string(),
         })?;
         Ok(CpalSource {
             what,
@@ -382,10 +457,11 @@ impl CpalSource {
             ring: opened.ring,
             rate: opened.rate,
             shared,
-            up: Resampler::new(opened.rate, HUB_RATE),
+            up,
             raw: Vec::with_capacity(opened.rate as usize / 10),
             pending: Vec::with_capacity(2 * FRAME_SAMPLES),
             primed: false,
+            period: opened.period,
             _thread: thread,
         })
     }
@@ -393,6 +469,14 @@ impl CpalSource {
     /// The device opened, as `--list-devices` names it.
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// How old captured audio is when the hub reads it: the device's latency plus what waits in
+    /// the ring and the converter.
+    pub fn latency(&self) -> Duration {
+        self.shared.device_latency(self.period)
+            + samples_to_duration(self.ring.slots(), self.rate)
+            + samples_to_duration(self.pending.len(), HUB_RATE)
     }
 
     /// Device-rate samples for `ms` milliseconds.
@@ -419,7 +503,12 @@ where
             *config,
             // The audio thread: first channel of each frame, converted, pushed; a full ring
             // (the hub is not reading) drops the rest of this buffer. No allocation, no lock.
-            move |data: &[T], _| {
+            move |data: &[T], info: &cpal::InputCallbackInfo| {
+                let t = info.timestamp();
+                let latency = to_us(t.callback.duration_since(t.capture));
+                cb_shared
+                    .device_latency_us
+                    .store(latency, Ordering::Relaxed);
                 for frame in data.chunks(channels) {
                     if ring.push(i16::from_sample_(frame[0])).is_err() {
                         cb_shared.xruns.fetch_add(1, Ordering::Relaxed);
@@ -434,6 +523,10 @@ where
 }
 
 impl AudioSource for CpalSource {
+    fn latency(&self) -> Option<Duration> {
+        Some(CpalSource::latency(self))
+    }
+
     fn read(&mut self, out: &mut [i16]) -> Result<(), DeviceError> {
         // Drift and idle time: while no call ticks the hub, or when the device runs a little
         // fast, the ring fills; keep only the newest `target` so latency stays bounded.
@@ -454,8 +547,7 @@ impl AudioSource for CpalSource {
             // Enough device samples to make up this frame (the resampler keeps the phase).
             let have = self.pending.len();
             let need_out = out.len().saturating_sub(have);
-            let need_in =
-                (need_out as u64 * u64::from(self.rate)).div_ceil(u64::from(HUB_RATE)) as usize + 1;
+            let need_in = self.up.input_for(need_out);
             let take = need_in.min(self.ring.slots());
             self.raw.clear();
             if let Ok(chunk) = self.ring.read_chunk(take) {
@@ -485,6 +577,7 @@ pub struct CpalSink {
     shared: Arc<Shared>,
     down: Resampler,
     converted: Vec<i16>,
+    period: Duration,
     _thread: StreamThread,
 }
 
@@ -522,8 +615,13 @@ impl CpalSink {
                     ring: producer,
                     rate: config.sample_rate,
                     label,
+                    period: period_of(&config),
                 },
             ))
+        })?;
+        let down = Resampler::streaming(HUB_RATE, opened.rate).map_err(|e| DeviceError::Audio {
+            what: what.clone(),
+            message: e.to_string(),
         })?;
         Ok(CpalSink {
             what,
@@ -531,8 +629,9 @@ impl CpalSink {
             ring: opened.ring,
             rate: opened.rate,
             shared,
-            down: Resampler::new(HUB_RATE, opened.rate),
+            down,
             converted: Vec::with_capacity(opened.rate as usize / 10),
+            period: opened.period,
             _thread: thread,
         })
     }
@@ -563,7 +662,12 @@ where
             *config,
             // The audio thread: one queued sample to every channel of a frame; silence when the
             // ring is dry (underrun) until a cushion has built up again. No allocation, no lock.
-            move |data: &mut [T], _| {
+            move |data: &mut [T], info: &cpal::OutputCallbackInfo| {
+                let t = info.timestamp();
+                let latency = to_us(t.playback.duration_since(t.callback));
+                cb_shared
+                    .device_latency_us
+                    .store(latency, Ordering::Relaxed);
                 if !playing && ring.slots() >= cushion {
                     playing = true;
                 }
@@ -590,7 +694,20 @@ where
         .map_err(cpal_err(what))
 }
 
+impl CpalSink {
+    /// How long a frame written now waits before it is heard: what is queued in the ring plus
+    /// the device's latency.
+    pub fn latency(&self) -> Duration {
+        let queued = self.ring.buffer().capacity() - self.ring.slots();
+        self.shared.device_latency(self.period) + samples_to_duration(queued, self.rate)
+    }
+}
+
 impl AudioSink for CpalSink {
+    fn latency(&self) -> Option<Duration> {
+        Some(CpalSink::latency(self))
+    }
+
     fn write(&mut self, frame: &[i16]) -> Result<(), DeviceError> {
         self.shared.check(&self.what)?;
         self.converted.clear();

@@ -10,7 +10,7 @@
 
 pub use super::cpal_device::list_devices;
 use super::cpal_device::{CpalSink, CpalSource};
-use super::resample::Resampler;
+use super::resample::{RateError, convert_all};
 use super::tone::ToneGenerator;
 use super::wav::{WavError, WavWriter, read_wav};
 use std::fmt;
@@ -45,6 +45,8 @@ pub enum DeviceError {
     Wav { path: PathBuf, source: WavError },
     #[error("{path} has no audio")]
     EmptyWav { path: PathBuf },
+    #[error("{path}: {source}")]
+    WavRate { path: PathBuf, source: RateError },
 }
 
 /// Where captured audio comes from.
@@ -156,11 +158,19 @@ pub trait AudioSource: Send {
     /// Fills `out` (`FRAME_SAMPLES` long) with the next frame. A device that stopped working
     /// fills silence and says so.
     fn read(&mut self, out: &mut [i16]) -> Result<(), DeviceError>;
+    /// How old a frame is when read (a real device's buffers); None for synthetic sources.
+    fn latency(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Played audio, one mixed hub frame at a time.
 pub trait AudioSink: Send {
     fn write(&mut self, frame: &[i16]) -> Result<(), DeviceError>;
+    /// How long a frame written now waits before it is heard; None for synthetic sinks.
+    fn latency(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Flushes what must survive the process (a WAV header).
     fn close(&mut self) -> Result<(), DeviceError> {
         Ok(())
@@ -259,8 +269,12 @@ pub fn read_wav_at_hub_rate(path: &std::path::Path) -> Result<Vec<i16>, DeviceEr
         path: path.into(),
         source,
     })?;
-    let mut samples = Vec::with_capacity(audio.samples.len() * 6);
-    Resampler::new(audio.rate, HUB_RATE).process(&audio.samples, &mut samples);
+    let samples = convert_all(audio.rate, HUB_RATE, &audio.samples).map_err(|source| {
+        DeviceError::WavRate {
+            path: path.into(),
+            source,
+        }
+    })?;
     if samples.is_empty() {
         return Err(DeviceError::EmptyWav { path: path.into() });
     }
@@ -409,26 +423,28 @@ mod tests {
     fn wav_source_loops_and_wav_sink_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.wav");
+        // 60 ms at 8 kHz: 2880 samples at 48 kHz, three hub frames.
         let mut w = WavWriter::create(&path, 8_000).unwrap();
-        w.write(&[1000i16; 80]).unwrap();
+        w.write(&[1000i16; 480]).unwrap();
         w.finish().unwrap();
         let mut src = open_source(&InputSpec::Wav(path)).unwrap();
-        let mut frame = [0i16; FRAME_SAMPLES];
-        src.read(&mut frame).unwrap();
-        // The file's level, looped (480 samples at 48 kHz), but for the few samples at the start
-        // of the file that interpolate up from silence.
-        let at_level = frame.iter().filter(|&&s| (s - 1000).abs() <= 1).count();
-        assert!(
-            at_level >= FRAME_SAMPLES - 12,
-            "{at_level}: {:?}",
-            &frame[..8]
-        );
+        let mut frames = vec![[0i16; FRAME_SAMPLES]; 4];
+        for f in frames.iter_mut() {
+            src.read(f).unwrap();
+        }
+        // The file's level in the middle (its edges are filtered against the silence around
+        // the file), and the file again from the fourth frame on.
+        let at_level = frames[1].iter().filter(|&&s| (s - 1000).abs() <= 2).count();
+        assert_eq!(at_level, FRAME_SAMPLES, "{:?}", &frames[1][..8]);
+        assert_eq!(frames[3], frames[0]);
+        let frame = frames[1];
 
         let out = dir.path().join("out.wav");
         let mut sink = open_sink(&OutputSpec::Wav(out.clone())).unwrap();
         sink.write(&frame).unwrap();
         sink.close().unwrap();
         let rec = read_wav(&out).unwrap();
+        assert_eq!(rec.samples, frame);
         assert_eq!((rec.rate, rec.samples.len()), (HUB_RATE, FRAME_SAMPLES));
     }
 }

@@ -7,9 +7,10 @@
 use super::alerts::Alerts;
 use super::apm::AudioProcessor;
 use super::devices::{
-    DeviceError, FRAME_SAMPLES, InputSpec, OutputSpec, loopback_pair, open_sink,
-    read_wav_at_hub_rate,
+    AudioSink, AudioSource, DeviceError, FRAME_SAMPLES, InputSpec, OutputSpec, loopback_pair,
+    open_sink, read_wav_at_hub_rate,
 };
+use super::hotplug::{Decision, DeviceMonitor, Reopen, Snapshot};
 use super::hub::CaptureHub;
 use super::playout::Playout;
 use super::rtp_session::DtmfDigit;
@@ -18,7 +19,7 @@ use crate::api::{CallId, DeviceStats, MediaStats};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// RTP packets to send: the call, where to, the bytes.
 pub type Outgoing = Vec<(CallId, SocketAddr, Vec<u8>)>;
@@ -56,6 +57,16 @@ pub fn level_dbfs(frame: &[i16]) -> f32 {
     }
 }
 
+/// The echo canceller's delay hint: from a frame handed to the output to its echo in a frame
+/// read from the input, the output's latency plus the input's. None when neither is a device
+/// that knows its latency (a synthetic side adds nothing).
+pub fn echo_delay(input: Option<Duration>, output: Option<Duration>) -> Option<Duration> {
+    match (input, output) {
+        (None, None) => None,
+        (i, o) => Some(i.unwrap_or_default() + o.unwrap_or_default()),
+    }
+}
+
 pub struct MediaEngine {
     hub: CaptureHub,
     playout: Playout,
@@ -76,7 +87,11 @@ pub struct MediaEngine {
     /// Ring devices opened (at start and by each switch).
     ring_opens: u32,
     /// Meter the input with no call (`MonitorInput`).
-    monitor: bool,
+    monitor_input: bool,
+    /// Hot-plug: which devices the user wants, which are open, what to re-open.
+    monitor: DeviceMonitor,
+    /// Re-opens asked for by a device that failed during a tick, for the runtime to carry out.
+    reopens: Vec<Reopen>,
 }
 
 impl MediaEngine {
@@ -90,17 +105,21 @@ impl MediaEngine {
         output: OutputSpec,
         audio_processing: bool,
     ) -> (MediaEngine, Vec<DeviceError>) {
+        let (input_wanted, output_wanted) = (input.clone(), output.clone());
         let (hub, playout, errors) =
             if input == InputSpec::Loopback && output == OutputSpec::Loopback {
                 let (source, sink) = loopback_pair();
                 tracing::info!("audio input and output: loopback");
-                let hub = CaptureHub::with(input, source);
-                (hub, Playout::with(sink, output), Vec::new())
+                let hub = CaptureHub::with(input.clone(), source);
+                (hub, Playout::with(sink, output.clone()), Vec::new())
             } else {
-                let (hub, e1) = CaptureHub::open(input);
-                let (playout, e2) = Playout::open(output);
+                let (hub, e1) = CaptureHub::open(input.clone());
+                let (playout, e2) = Playout::open(output.clone());
                 (hub, playout, e1.into_iter().chain(e2).collect())
             };
+        let mut monitor = DeviceMonitor::default();
+        monitor.input_chosen(&input_wanted, &hub.spec);
+        monitor.output_chosen(&output_wanted, &playout.spec);
         (
             MediaEngine {
                 hub,
@@ -115,7 +134,9 @@ impl MediaEngine {
                 audio_processing,
                 ring: None,
                 ring_opens: 0,
-                monitor: false,
+                monitor_input: false,
+                monitor,
+                reopens: Vec::new(),
             },
             errors,
         )
@@ -184,7 +205,7 @@ impl MediaEngine {
     /// Meter the input (levels about 10 per second) even with no call; off stops the clock
     /// again when nothing else needs it.
     pub fn set_monitor(&mut self, on: bool) {
-        self.monitor = on;
+        self.monitor_input = on;
     }
 
     /// A one-second 440 Hz tone on the call output (or on the ring device with `ring`).
@@ -201,7 +222,7 @@ impl MediaEngine {
     /// Whether the runtime should tick: only while some call has media, an alert sounds or the
     /// input is monitored.
     pub fn active(&self) -> bool {
-        !self.streams.is_empty() || self.alerts.active() || self.monitor
+        !self.streams.is_empty() || self.alerts.active() || self.monitor_input
     }
 
     /// Ringback (an outgoing call rings without early media) and ring tone (a call comes in).
@@ -273,8 +294,11 @@ impl MediaEngine {
             return tick;
         }
         let calls = !self.streams.is_empty();
-        if calls || self.monitor {
+        if calls || self.monitor_input {
             if let Some(e) = self.hub.capture() {
+                if matches!(e, DeviceError::Lost { .. }) {
+                    self.reopens.extend(self.monitor.input_lost());
+                }
                 tick.errors.push(e);
             }
             // Processed for calls only: a meter with no call shows the microphone as it is.
@@ -282,6 +306,9 @@ impl MediaEngine {
                 && self.hub.spec.is_device()
                 && let Some(apm) = self.apm.as_mut()
             {
+                if let Some(delay) = echo_delay(self.hub.latency(), self.playout.latency()) {
+                    apm.set_stream_delay(delay);
+                }
                 apm.process_capture(self.hub.frame_mut());
             }
             self.input_level = self.input_level.max(level_dbfs(self.hub.frame()));
@@ -323,7 +350,12 @@ impl MediaEngine {
             if let Some(f) = alert.call {
                 self.playout.add(f);
             }
-            tick.errors.extend(self.playout.finish());
+            if let Some(e) = self.playout.finish() {
+                if matches!(e, DeviceError::Lost { .. }) {
+                    self.reopens.extend(self.monitor.output_lost());
+                }
+                tick.errors.push(e);
+            }
         }
         if let (Some(f), Some(ring)) = (alert.ring, self.ring.as_mut()) {
             ring.begin();
@@ -339,7 +371,7 @@ impl MediaEngine {
             apm.process_render(self.playout.frame());
         }
         self.ticks = self.ticks.wrapping_add(1);
-        if self.ticks.is_multiple_of(LEVEL_EVERY) && (calls || self.monitor) {
+        if self.ticks.is_multiple_of(LEVEL_EVERY) && (calls || self.monitor_input) {
             self.call_levels
                 .retain(|id, _| self.streams.contains_key(id));
             let calls = self.call_levels.iter().map(|(id, l)| (*id, *l)).collect();
@@ -352,12 +384,62 @@ impl MediaEngine {
 
     /// Swaps the input under every call (no renegotiation).
     pub fn switch_input(&mut self, spec: InputSpec) -> Result<(), DeviceError> {
-        self.hub.switch(spec)
+        self.hub.switch(spec.clone())?;
+        self.monitor.input_chosen(&spec, &spec);
+        Ok(())
     }
 
     /// Swaps the output under every call.
     pub fn switch_output(&mut self, spec: OutputSpec) -> Result<(), DeviceError> {
-        self.playout.switch(spec)
+        self.playout.switch(spec.clone())?;
+        self.monitor.output_chosen(&spec, &spec);
+        Ok(())
+    }
+
+    /// Whether the devices are worth watching for hot-plug (a real one is wanted).
+    pub fn watches_devices(&self) -> bool {
+        self.monitor.watches()
+    }
+
+    /// The system's devices changed (or this is the first look): what to announce, report and
+    /// re-open. The re-opens are the runtime's to carry out, off the I/O loop.
+    pub fn on_devices(&mut self, snapshot: Snapshot) -> Decision {
+        self.monitor.on_snapshot(snapshot)
+    }
+
+    /// Re-opens asked for by devices that failed during ticks.
+    pub fn take_reopens(&mut self) -> Vec<Reopen> {
+        std::mem::take(&mut self.reopens)
+    }
+
+    /// A re-open finished with `spec` open as `source`: swapped in under every call, unless the
+    /// ticket is stale (the user chose another input meanwhile). Returns what to close: the
+    /// old source, or the new one when stale (closing may block: not on the I/O loop).
+    pub fn install_input(
+        &mut self,
+        ticket: u64,
+        spec: InputSpec,
+        source: Box<dyn AudioSource>,
+    ) -> Box<dyn AudioSource> {
+        if self.monitor.input_opened(ticket, &spec) {
+            self.hub.install(spec, source)
+        } else {
+            source
+        }
+    }
+
+    /// As [`Self::install_input`], for the output.
+    pub fn install_output(
+        &mut self,
+        ticket: u64,
+        spec: OutputSpec,
+        sink: Box<dyn AudioSink>,
+    ) -> Box<dyn AudioSink> {
+        if self.monitor.output_opened(ticket, &spec) {
+            self.playout.install(spec, sink)
+        } else {
+            sink
+        }
     }
 
     /// Queues DTMF digits on a call's RTP stream.
@@ -402,7 +484,12 @@ impl MediaEngine {
             ring_opens: self.ring_opens,
             ring_frames_played: self.ring.as_ref().map_or(0, |r| r.frames_played),
             audio_processing: self.processing_active(),
-            monitoring: self.monitor,
+            monitoring: self.monitor_input,
+            echo_delay_ms: self
+                .apm
+                .as_ref()
+                .filter(|_| self.processing_active())
+                .map(|a| a.stream_delay_ms().max(0) as u32),
         }
     }
 
@@ -422,7 +509,6 @@ mod tests {
     use super::*;
     use crate::engine::media::rtp_session::RtpPacket;
     use crate::engine::sip::sdp::CodecSpec;
-    use std::time::Duration;
 
     fn params(port: u16, remote: u16, codec: CodecSpec) -> MediaParams {
         MediaParams {
@@ -620,6 +706,72 @@ mod tests {
             let (a, b) = (on.tick(t).packets, off.tick(t).packets);
             assert_eq!(a[0].2[12..], b[0].2[12..]);
         }
+    }
+
+    /// From a burst entering A's source to it leaving B's sink, ms: two engines ticking in
+    /// step with no network delay, `codec` both ways.
+    fn mouth_to_ear_ms(codec: CodecSpec) -> f64 {
+        use crate::engine::media::tone::ToneGenerator;
+        use crate::engine::media::wav::{WavWriter, read_wav};
+        let dir = tempfile::tempdir().unwrap();
+        let (burst, heard) = (dir.path().join("burst.wav"), dir.path().join("heard.wav"));
+        // 300 ms of silence, then 100 ms of 1 kHz at half scale, at 8 kHz.
+        let mut samples = vec![0i16; 2_400];
+        let mut tone = vec![0i16; 800];
+        ToneGenerator::new(1000.0, -6.0, 8_000).fill(&mut tone);
+        samples.extend_from_slice(&tone);
+        let mut w = WavWriter::create(&burst, 8_000).unwrap();
+        w.write(&samples).unwrap();
+        w.finish().unwrap();
+        let (mut a, _) = MediaEngine::open(InputSpec::Wav(burst), OutputSpec::Null, false);
+        let (mut b, _) =
+            MediaEngine::open(InputSpec::Silence, OutputSpec::Wav(heard.clone()), false);
+        let t0 = Instant::now();
+        a.set_call(CallId(1), params(20000, 20002, codec.clone()), t0)
+            .unwrap();
+        b.set_call(CallId(1), params(20002, 20000, codec), t0)
+            .unwrap();
+        for n in 0..20u64 {
+            let now = t0 + Duration::from_millis(20 * n);
+            for (_, _, p) in a.tick(now).packets {
+                b.on_rtp(CallId(1), &p, now);
+            }
+            b.tick(now);
+        }
+        b.close();
+        let rec = read_wav(&heard).unwrap();
+        let onset = rec
+            .samples
+            .iter()
+            .position(|s| s.unsigned_abs() > 8_192)
+            .unwrap();
+        onset as f64 / 48.0 - 300.0
+    }
+
+    #[test]
+    fn pcmu_mouth_to_ear_in_step_is_the_jitter_frame_plus_a_few_ms_of_resampling() {
+        // With no network and the two media clocks in step, what remains is B's jitter buffer
+        // (one 20 ms frame at start) and the codec path: Opus' own look-ahead, or for PCMU the
+        // 48 ↔ 8 kHz conversions (1.4 + 3.2 ms).
+        let (opus, pcmu) = (
+            mouth_to_ear_ms(CodecSpec::opus()),
+            mouth_to_ear_ms(CodecSpec::pcmu()),
+        );
+        println!("mouth-to-ear in step, no network: Opus {opus:.2} ms, PCMU {pcmu:.2} ms");
+        assert!((20.0..26.0).contains(&pcmu), "PCMU {pcmu:.2} ms");
+        assert!((20.0..28.0).contains(&opus), "Opus {opus:.2} ms");
+    }
+
+    #[test]
+    fn the_echo_delay_hint_adds_both_directions_of_whatever_knows_its_latency() {
+        let ms = Duration::from_millis;
+        assert_eq!(echo_delay(Some(ms(45)), Some(ms(60))), Some(ms(105)));
+        assert_eq!(echo_delay(Some(ms(45)), None), Some(ms(45)));
+        assert_eq!(echo_delay(None, Some(ms(60))), Some(ms(60)));
+        assert_eq!(echo_delay(None, None), None);
+        // Synthetic devices: no processing, no hint in the stats.
+        let (m, _) = MediaEngine::open(InputSpec::Tone(440.0), OutputSpec::Null, true);
+        assert_eq!(m.device_stats().echo_delay_ms, None);
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub struct CaptureHub {
     frame: Vec<i16>,
     /// One encoder per codec, and one more per codec for muted calls (fed silence).
     encoders: HashMap<(CodecKey, bool), Encoder>,
-    /// How many times an input device was opened (1 for the life of the engine).
+    /// How many times an input was opened: 1 at start, plus one per re-open caused by a device
+    /// change (the user's switch, a device lost or back, the system default changed) — never
+    /// by a call.
     pub opens: u32,
     pub frames_captured: u64,
     /// Encodes done, across codecs (one per codec per tick, whatever the number of calls).
@@ -68,11 +70,28 @@ impl CaptureHub {
     /// dropped (closed) only once the new one is open; on failure the old one stays.
     pub fn switch(&mut self, spec: InputSpec) -> Result<(), DeviceError> {
         let source = open_source(&spec)?;
+        drop(self.install(spec, source));
+        Ok(())
+    }
+
+    /// Swaps in a source opened elsewhere (off the I/O loop); returns the old one, for the
+    /// caller to drop (close) where blocking does no harm: closing a stream whose device went
+    /// away can take a few hundred ms.
+    pub fn install(
+        &mut self,
+        spec: InputSpec,
+        source: Box<dyn AudioSource>,
+    ) -> Box<dyn AudioSource> {
         tracing::info!("audio input switched: {} -> {spec}", self.spec);
-        self.source = source;
         self.spec = spec;
         self.opens += 1;
-        Ok(())
+        self.failed = false;
+        std::mem::replace(&mut self.source, source)
+    }
+
+    /// How old a frame is when captured (a real device's buffers); None for synthetic sources.
+    pub fn latency(&self) -> Option<std::time::Duration> {
+        self.source.latency()
     }
 
     /// The frame captured last.
@@ -108,7 +127,13 @@ impl CaptureHub {
         let key = (key.clone(), muted);
         if !self.encoders.contains_key(&key) {
             let codec = codec_for(spec)?;
-            let down = Resampler::new(HUB_RATE, codec.clock_rate());
+            let down = match Resampler::new(HUB_RATE, codec.clock_rate()) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!("{}: {e}", spec.label());
+                    return None;
+                }
+            };
             self.encoders.insert(
                 key.clone(),
                 Encoder {

@@ -20,7 +20,10 @@
 //! - [`playout`]: the mixer and the output, opened once; [`alerts`]: ringback, ring tone (on a
 //!   ring device of its own if one is set) and the test tone;
 //! - [`engine`]: all of it, driven by the runtime with the time passed in;
-//! - [`resample`]: rate conversion between the hub's 48 kHz and codec/file rates;
+//! - [`resample`]: rate conversion (rubato, windowed sinc, low delay) between the hub's 48 kHz
+//!   and codec, device and file rates;
+//! - [`hotplug`]: what to do when devices come, go or fail (sans-IO; `engine::device_watch` is
+//!   its I/O side);
 //! - [`cpal_device`]: real microphones and speakers (cpal, its PulseAudio host on Linux) behind
 //!   lock-free rings, for `default` and `device:NAME`.
 
@@ -30,6 +33,7 @@ pub mod codecs;
 pub mod cpal_device;
 pub mod devices;
 pub mod engine;
+pub mod hotplug;
 pub mod hub;
 pub mod jitter;
 pub mod playout;

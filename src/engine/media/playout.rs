@@ -8,6 +8,7 @@ pub struct Playout {
     pub spec: OutputSpec,
     mix: Vec<i32>,
     out: Vec<i16>,
+    /// 1 at start, plus one per re-open caused by a device change (never by a call).
     pub opens: u32,
     pub frames_played: u64,
     failed: bool,
@@ -49,6 +50,14 @@ impl Playout {
     /// Swaps the output under every call; the old one is closed after the new one opened.
     pub fn switch(&mut self, spec: OutputSpec) -> Result<(), DeviceError> {
         let sink = open_sink(&spec)?;
+        drop(self.install(spec, sink));
+        Ok(())
+    }
+
+    /// Swaps in a sink opened elsewhere (off the I/O loop); the old one is closed (a WAV
+    /// recording's header written) and returned for the caller to drop where blocking does no
+    /// harm.
+    pub fn install(&mut self, spec: OutputSpec, sink: Box<dyn AudioSink>) -> Box<dyn AudioSink> {
         let mut old = std::mem::replace(&mut self.sink, sink);
         if let Err(e) = old.close() {
             tracing::warn!("closing the previous audio output: {e}");
@@ -57,7 +66,7 @@ impl Playout {
         self.spec = spec;
         self.opens += 1;
         self.failed = false;
-        Ok(())
+        old
     }
 
     /// Starts a new mixed frame.
@@ -85,6 +94,11 @@ impl Playout {
             }
             Err(_) => None,
         }
+    }
+
+    /// How long a frame written now waits before it is heard; None for synthetic sinks.
+    pub fn latency(&self) -> Option<std::time::Duration> {
+        self.sink.latency()
     }
 
     /// The frame written last (the echo reference for the audio processing).

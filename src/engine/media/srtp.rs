@@ -595,6 +595,21 @@ mod tests {
     }
 
     #[test]
+    fn baresips_clear_rtcp_pinhole_packet_is_refused_and_its_srtcp_twin_accepted() {
+        // As captured from baresip 1.0 with srtp-mand at the start of a call: an RTCP APP
+        // packet (name PING, data PONG) in the clear, 16 bytes, then the same as SRTCP.
+        let clear = [
+            0x80, 0xcc, 0x00, 0x03, 0x46, 0xf4, 0x64, 0xc4, b'P', b'I', b'N', b'G', b'P', b'O',
+            b'N', b'G',
+        ];
+        let (mut a, mut b) = pair(CryptoSuite::AesCm128HmacSha1_80);
+        assert!(b.unprotect_rtcp(&clear).is_err());
+        let twin = a.protect_rtcp(&clear).unwrap();
+        assert_eq!(twin.len(), 30, "16 + E|index + 80-bit tag, as on the wire");
+        assert_eq!(b.unprotect_rtcp(&twin).unwrap(), clear);
+    }
+
+    #[test]
     fn tampered_rtp_and_rtcp_fail_authentication() {
         let (mut a, mut b) = pair(CryptoSuite::AesCm128HmacSha1_80);
         let prot = a.protect_rtp(&rtp_packet(5, b"payload")).unwrap();

@@ -129,7 +129,7 @@ impl Stream {
                 initial_delay_ms: 20,
                 ..JitterConfig::default()
             }),
-            up: Resampler::new(clock, HUB_RATE),
+            up: Resampler::new(clock, HUB_RATE).map_err(|e| e.to_string())?,
             pcm: Vec::with_capacity(FRAME_SAMPLES),
             decoder,
             params,
@@ -322,9 +322,12 @@ impl Stream {
             self.pcm.clear();
         }
         let start = out.len();
-        if !self.pcm.is_empty() {
-            self.up.process(&self.pcm, out);
+        if self.pcm.is_empty() && !self.up.is_identity() {
+            // Nothing to play: silence through the converter too, so that its filter keeps the
+            // timeline (the end of the last sound, then silence) for when audio comes back.
+            self.pcm.resize(self.samples_per_frame as usize, 0);
         }
+        self.up.process(&self.pcm, out);
         // Exactly one hub frame: pad (nothing to play) or trim (rounding).
         out.resize(start + FRAME_SAMPLES, 0);
     }
@@ -340,6 +343,10 @@ impl Stream {
                     &clear
                 }
                 Err(e) => {
+                    // Dropped, as RFC 3711 requires for anything unauthenticated. baresip sends
+                    // one such packet per call: its RTCP "NAT pinhole" APP (PING/PONG) goes out
+                    // once in the clear before its SRTP filter is installed (then again as
+                    // SRTCP, which passes); see tests/peers_dialtone.rs.
                     self.srtcp_failures += 1;
                     tracing::debug!("dropping SRTCP packet: {e}");
                     return;
