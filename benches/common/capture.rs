@@ -131,7 +131,7 @@ fn which(bin: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-const FIELDS: [&str; 8] = [
+const FIELDS: [&str; 9] = [
     "frame.time_epoch",
     "udp.srcport",
     "udp.dstport",
@@ -140,6 +140,7 @@ const FIELDS: [&str; 8] = [
     "sip.CSeq.method",
     "sip.CSeq.seq",
     "udp.payload",
+    "sip.Call-ID",
 ];
 
 /// One UDP datagram of the capture.
@@ -154,6 +155,8 @@ pub struct Frame {
     pub status: Option<u16>,
     pub cseq_method: String,
     pub cseq: u32,
+    /// The SIP message's Call-ID (empty for a non-SIP frame).
+    pub call_id: String,
     /// An RTP packet (version 2, not an RTCP packet type), not SIP.
     pub rtp: bool,
 }
@@ -188,6 +191,7 @@ impl Frame {
             },
             cseq_method: f[5].to_string(),
             cseq: f[6].parse().unwrap_or(0),
+            call_id: f[8].to_string(),
             rtp,
         })
     }
