@@ -447,9 +447,8 @@ fn wire_figures(r: &RunResult, frames: &[Frame]) -> Result<(f64, f64)> {
     let (from, popup) = (nanos(r.call_from), nanos(r.popup_at));
     let invite = frames
         .iter()
-        .filter(|f| f.at >= from && f.at <= popup)
-        .filter(|f| f.dst == r.sip_port && f.is_request("INVITE"))
-        .last()
+        .rev()
+        .find(|f| f.at >= from && f.at <= popup && f.dst == r.sip_port && f.is_request("INVITE"))
         .ok_or_else(|| anyhow!("{}: no INVITE to the app before its popup", r.kind.name()))?;
     let (press, by) = (nanos(r.press_at), nanos(r.answered_by));
     let ok = frames
@@ -603,7 +602,6 @@ fn run() -> Result<()> {
     if keep {
         println!("  capture: {}", capture.file().display());
     }
-    drop(bench);
     let _ = bob.send("quit");
     print_report(&results, &frames, runs, cpu_window, &load_before)?;
     drop(kam);
