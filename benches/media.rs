@@ -31,6 +31,8 @@
 #[allow(dead_code)]
 mod peers;
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
@@ -40,9 +42,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
+use common::capture::{Capture, Frame, ms, nanos};
+use common::report::{Stats, stats};
+use common::usage::{Usage, measure};
 use peers::{BaresipConfig, HOST, Kamailio, PortBlock, SippUac, SippUas, find_program};
 
 /// How long any one step may take before the bench gives up.
@@ -466,194 +471,6 @@ fn json_field(line: &str, event: &str, field: &str) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// The capture
-
-struct Capture {
-    child: Child,
-    file: PathBuf,
-    kam_port: u16,
-    stopped: bool,
-}
-
-impl Capture {
-    fn start(dir: &Path, name: &str, filter: &str, kam_port: u16) -> Result<Capture> {
-        let dumpcap = find_program("dumpcap").ok_or_else(|| {
-            anyhow!("dumpcap not found: install it with scripts/install-deps.sh (package `tshark`)")
-        })?;
-        let file = dir.join(format!("{name}.pcapng"));
-        let mut child = Command::new(dumpcap)
-            .args(["-i", "lo", "-f", filter, "-w"])
-            .arg(&file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting dumpcap")?;
-        let stderr = child.stderr.take().context("dumpcap stderr")?;
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + STEP;
-        let mut said = Vec::new();
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.contains("Capturing on") => break,
-                Ok(line) => said.push(line),
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    bail!(
-                        "dumpcap did not start capturing on lo (it needs root or CAP_NET_RAW): {}",
-                        said.join("\n")
-                    );
-                }
-            }
-        }
-        thread::sleep(Duration::from_millis(200));
-        Ok(Capture {
-            child,
-            file,
-            kam_port,
-            stopped: false,
-        })
-    }
-
-    fn finish(&mut self) -> Result<Vec<Frame>> {
-        thread::sleep(Duration::from_millis(200));
-        // SAFETY: plain syscall on our own child (not reaped yet).
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let status = self.child.wait().context("waiting for dumpcap")?;
-        self.stopped = true;
-        if !status.success() {
-            bail!("dumpcap exited with {status}");
-        }
-        let tshark = find_program("tshark").ok_or_else(|| anyhow!("tshark not found"))?;
-        let out = Command::new(tshark)
-            .arg("-r")
-            .arg(&self.file)
-            .args(["-n", "-d", &format!("udp.port=={},sip", self.kam_port)])
-            .args(["-T", "fields", "-E", "separator=/t", "-E", "occurrence=f"])
-            .args(FIELDS.iter().flat_map(|f| ["-e", f]))
-            .stdin(Stdio::null())
-            .output()
-            .context("running tshark")?;
-        if !out.status.success() {
-            bail!(
-                "tshark failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(Frame::parse)
-            .collect()
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        if !self.stopped {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-const FIELDS: [&str; 8] = [
-    "frame.time_epoch",
-    "udp.srcport",
-    "udp.dstport",
-    "sip.Method",
-    "sip.Status-Code",
-    "sip.CSeq.method",
-    "sip.CSeq.seq",
-    "udp.payload",
-];
-
-#[derive(Clone, Debug)]
-struct Frame {
-    at: i128,
-    src: u16,
-    dst: u16,
-    method: String,
-    status: Option<u16>,
-    cseq_method: String,
-    cseq: u32,
-    /// An RTP packet (version 2, not an RTCP packet type), not SIP.
-    rtp: bool,
-}
-
-impl Frame {
-    fn parse(line: &str) -> Result<Frame> {
-        let f: Vec<&str> = line.split('\t').collect();
-        let bad = || anyhow!("unexpected tshark line {line:?}");
-        if f.len() != FIELDS.len() {
-            return Err(bad());
-        }
-        let payload = f[7].replace(':', "");
-        let byte = |i: usize| {
-            payload
-                .get(2 * i..2 * i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        };
-        let is_sip = !f[3].is_empty() || !f[4].is_empty();
-        let rtp = !is_sip
-            && payload.len() >= 24
-            && byte(0).is_some_and(|b| b & 0xC0 == 0x80)
-            && byte(1).is_some_and(|b| !(192..=223).contains(&b));
-        Ok(Frame {
-            at: epoch_nanos(f[0]).ok_or_else(bad)?,
-            src: f[1].parse().map_err(|_| bad())?,
-            dst: f[2].parse().map_err(|_| bad())?,
-            method: f[3].to_string(),
-            status: if f[4].is_empty() {
-                None
-            } else {
-                Some(f[4].parse().map_err(|_| bad())?)
-            },
-            cseq_method: f[5].to_string(),
-            cseq: f[6].parse().unwrap_or(0),
-            rtp,
-        })
-    }
-
-    fn is_request(&self, method: &str) -> bool {
-        self.status.is_none() && self.method == method
-    }
-
-    fn is_ok_to(&self, method: &str) -> bool {
-        self.status == Some(200) && self.cseq_method == method
-    }
-}
-
-fn epoch_nanos(s: &str) -> Option<i128> {
-    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    let mut digits: String = frac.chars().take(9).collect();
-    while digits.len() < 9 {
-        digits.push('0');
-    }
-    Some(secs.parse::<i128>().ok()? * 1_000_000_000 + digits.parse::<i128>().ok()?)
-}
-
-fn nanos(t: SystemTime) -> i128 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0)
-}
-
-fn ms(nanos: i128) -> f64 {
-    nanos as f64 / 1e6
-}
-
-// ---------------------------------------------------------------------------------------------------
 // Latency windows
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -704,7 +521,7 @@ fn analyse(windows: &[Window], frames: &[Frame]) -> Result<Samples> {
             Action::Outgoing => {
                 let ok = inside
                     .iter()
-                    .find(|f| f.dst == w.sip_port && f.is_ok_to("INVITE"))
+                    .find(|f| f.dst == w.sip_port && f.is_response(200, "INVITE"))
                     .ok_or_else(|| anyhow!("{what}: no 200 OK to the UA's INVITE"))?;
                 let answered = inside
                     .iter()
@@ -722,80 +539,6 @@ fn analyse(windows: &[Window], frames: &[Frame]) -> Result<Samples> {
         }
     }
     Ok(samples)
-}
-
-// ---------------------------------------------------------------------------------------------------
-// CPU and memory
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // The command name is in parentheses and may hold spaces: fields count from after it.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or_else(|| anyhow!("bad /proc/{pid}/stat"))?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 14 and 15 of stat(5); `rest` starts at field 3.
-    let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
-    // SAFETY: sysconf has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok(ticks as f64 / hz)
-}
-
-/// Time on a CPU of the process's threads alive now, in seconds, from each
-/// `/proc/PID/task/TID/schedstat` (nanoseconds: finer than the 10 ms ticks of `stat`).
-fn cpu_seconds_fine(pid: u32) -> Result<f64> {
-    let mut total = 0u64;
-    for task in fs::read_dir(format!("/proc/{pid}/task"))? {
-        let path = task?.path().join("schedstat");
-        if let Ok(text) = fs::read_to_string(&path) {
-            total += text
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    Ok(total as f64 / 1e9)
-}
-
-fn rss_mib(pid: u32) -> Result<f64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow!("no VmRSS for {pid}"))?;
-    Ok(kb / 1024.0)
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Usage {
-    cpu_percent: f64,
-    /// The same from schedstat (threads alive at both ends of the window).
-    cpu_fine_percent: f64,
-    rss_mib: f64,
-}
-
-fn measure(ua: &mut Ua) -> Result<Usage> {
-    let pid = ua.pid();
-    let (c0, f0, t0) = (cpu_seconds(pid)?, cpu_seconds_fine(pid)?, Instant::now());
-    // Keep reading its output so that it never blocks on a full pipe.
-    let end = t0 + CPU_WINDOW;
-    while Instant::now() < end {
-        thread::sleep(Duration::from_millis(250));
-        ua.drain();
-    }
-    let (c1, f1, t1) = (cpu_seconds(pid)?, cpu_seconds_fine(pid)?, Instant::now());
-    let secs = (t1 - t0).as_secs_f64();
-    Ok(Usage {
-        cpu_percent: 100.0 * (c1 - c0) / secs,
-        cpu_fine_percent: 100.0 * (f1 - f0) / secs,
-        rss_mib: rss_mib(pid)?,
-    })
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1112,7 +855,10 @@ fn run() -> Result<()> {
     for (i, setup) in setups.iter().enumerate() {
         let ua = &mut uas[i];
         thread::sleep(Duration::from_millis(500));
-        usage.insert((setup.kind, 0), measure(ua)?);
+        usage.insert(
+            (setup.kind, 0),
+            measure(ua.pid(), CPU_WINDOW, || ua.drain())?,
+        );
         let counts: &[usize] = match setup.kind {
             Kind::Dialtone => &[1, 2, 4, 5],
             Kind::Baresip => &[1],
@@ -1125,7 +871,10 @@ fn run() -> Result<()> {
                 calls += 1;
             }
             thread::sleep(Duration::from_millis(300));
-            usage.insert((setup.kind, n), measure(ua)?);
+            usage.insert(
+                (setup.kind, n),
+                measure(ua.pid(), CPU_WINDOW, || ua.drain())?,
+            );
         }
         for _ in 0..calls {
             ua.hangup()?;
@@ -1154,31 +903,6 @@ fn order(run: usize) -> [usize; 2] {
 
 // ---------------------------------------------------------------------------------------------------
 // The report
-
-struct Stats {
-    median: f64,
-    min: f64,
-    max: f64,
-}
-
-fn stats(values: &[f64]) -> Option<Stats> {
-    if values.is_empty() {
-        return None;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    Some(Stats {
-        median,
-        min: v[0],
-        max: v[n - 1],
-    })
-}
 
 fn cell(s: &Option<Stats>) -> String {
     match s {
@@ -1216,11 +940,11 @@ fn print_report(
         let r = ratio(d.as_ref().map(|s| s.median), b.as_ref().map(|s| s.median));
         let _ = writeln!(out, "| {figure} | {} | {} | {r} |", cell(&d), cell(&b));
     }
-    let u = |k: Kind, n: usize| usage.get(&(k, n)).copied();
-    let rss = |x: Option<Usage>| x.map(|u| u.rss_mib);
+    let u = |k: Kind, n: usize| usage.get(&(k, n));
+    let rss = |x: Option<&Usage>| x.map(|u| u.rss_mib);
     let mib = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1} MiB"));
-    let fine = |x: Option<Usage>| x.map(|u| u.cpu_fine_percent);
-    let both = |x: Option<Usage>| match x {
+    let fine = |x: Option<&Usage>| x.map(|u| u.cpu_fine_percent);
+    let both = |x: Option<&Usage>| match x {
         Some(u) => format!("{:.2} % ({:.3} %)", u.cpu_percent, u.cpu_fine_percent),
         None => "–".to_string(),
     };

@@ -30,18 +30,22 @@
 #[allow(dead_code)]
 mod peers;
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
+use common::capture::{Capture, Frame, ms, nanos};
+use common::report::{Stats, stats};
 use peers::{BaresipConfig, HOST, Kamailio, PortBlock, SippUac, SippUas, find_program};
 
 /// How long any one step may take before the bench gives up (they take milliseconds).
@@ -435,198 +439,6 @@ fn json_event(line: &str, event: &str) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// The capture
-
-/// `dumpcap` writing every UDP packet to or from Kamailio's port on `lo` to a file.
-struct Capture {
-    child: Child,
-    file: PathBuf,
-    kam_port: u16,
-    stopped: bool,
-}
-
-impl Capture {
-    fn start(dir: &Path, kam_port: u16) -> Result<Capture> {
-        let dumpcap = find_program("dumpcap").ok_or_else(|| {
-            anyhow!("dumpcap not found: install it with scripts/install-deps.sh (Debian package `tshark`)")
-        })?;
-        let file = dir.join("sip.pcapng");
-        let mut child = Command::new(dumpcap)
-            .args(["-i", "lo", "-f", &format!("udp port {kam_port}"), "-w"])
-            .arg(&file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting dumpcap")?;
-        // dumpcap says "Capturing on 'Loopback: lo'" once the socket and filter are set up.
-        let stderr = child.stderr.take().context("dumpcap stderr")?;
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    // Keep draining so that dumpcap never blocks on a full pipe.
-                    continue;
-                }
-            }
-        });
-        let deadline = Instant::now() + STEP;
-        let mut said = Vec::new();
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.contains("Capturing on") => break,
-                Ok(line) => said.push(line),
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    bail!(
-                        "dumpcap did not start capturing on lo (it needs root or CAP_NET_RAW): {}",
-                        said.join("\n")
-                    );
-                }
-            }
-        }
-        // The stamp of the first packet can lag the message by a moment: let it settle.
-        thread::sleep(Duration::from_millis(200));
-        Ok(Capture {
-            child,
-            file,
-            kam_port,
-            stopped: false,
-        })
-    }
-
-    /// Stops dumpcap (it writes out what it has) and decodes the SIP messages.
-    fn finish(mut self) -> Result<Vec<Frame>> {
-        thread::sleep(Duration::from_millis(200));
-        // SAFETY: plain syscall on our own child (not reaped yet).
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let status = self.child.wait().context("waiting for dumpcap")?;
-        self.stopped = true;
-        if !status.success() {
-            bail!("dumpcap exited with {status}");
-        }
-        let tshark = find_program("tshark").ok_or_else(|| {
-            anyhow!("tshark not found: install it with scripts/install-deps.sh (Debian package `tshark`)")
-        })?;
-        let out = Command::new(tshark)
-            .arg("-r")
-            .arg(&self.file)
-            .args([
-                "-n",
-                "-d",
-                &format!("udp.port=={},sip", self.kam_port),
-                "-Y",
-                "sip",
-            ])
-            .args(["-T", "fields", "-E", "separator=/t", "-E", "occurrence=f"])
-            .args(FIELDS.iter().flat_map(|f| ["-e", f]))
-            .stdin(Stdio::null())
-            .output()
-            .context("running tshark")?;
-        if !out.status.success() {
-            bail!(
-                "tshark failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(Frame::parse)
-            .collect()
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        if !self.stopped {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-const FIELDS: [&str; 8] = [
-    "frame.time_epoch",
-    "udp.srcport",
-    "udp.dstport",
-    "sip.Method",
-    "sip.Status-Code",
-    "sip.CSeq.method",
-    "sip.CSeq.seq",
-    "sip.Call-ID",
-];
-
-/// One SIP message on the wire.
-#[derive(Clone, Debug)]
-struct Frame {
-    /// Capture time, nanoseconds since the Unix epoch.
-    at: i128,
-    src: u16,
-    dst: u16,
-    /// The request's method; empty for a response.
-    method: String,
-    /// The response's status; `None` for a request.
-    status: Option<u16>,
-    cseq_method: String,
-    cseq: u32,
-    call_id: String,
-}
-
-impl Frame {
-    fn parse(line: &str) -> Result<Frame> {
-        let f: Vec<&str> = line.split('\t').collect();
-        let bad = || anyhow!("unexpected tshark line {line:?}");
-        if f.len() != FIELDS.len() {
-            return Err(bad());
-        }
-        Ok(Frame {
-            at: epoch_nanos(f[0]).ok_or_else(bad)?,
-            src: f[1].parse().map_err(|_| bad())?,
-            dst: f[2].parse().map_err(|_| bad())?,
-            method: f[3].to_string(),
-            status: if f[4].is_empty() {
-                None
-            } else {
-                Some(f[4].parse().map_err(|_| bad())?)
-            },
-            cseq_method: f[5].to_string(),
-            cseq: f[6].parse().unwrap_or(0),
-            call_id: f[7].to_string(),
-        })
-    }
-
-    fn is_request(&self, method: &str) -> bool {
-        self.status.is_none() && self.method == method
-    }
-
-    fn is_ok_to(&self, method: &str) -> bool {
-        self.status == Some(200) && self.cseq_method == method
-    }
-}
-
-/// "1712345678.123456789" → nanoseconds.
-fn epoch_nanos(s: &str) -> Option<i128> {
-    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    let mut digits: String = frac.chars().take(9).collect();
-    while digits.len() < 9 {
-        digits.push('0');
-    }
-    Some(secs.parse::<i128>().ok()? * 1_000_000_000 + digits.parse::<i128>().ok()?)
-}
-
-fn nanos(t: SystemTime) -> i128 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0)
-}
-
-// ---------------------------------------------------------------------------------------------------
 // What was done, to be matched with the capture afterwards
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -670,10 +482,6 @@ const FIGURES: [&str; 8] = [
 
 type Samples = BTreeMap<(&'static str, Kind), Vec<f64>>;
 
-fn ms(nanos: i128) -> f64 {
-    nanos as f64 / 1e6
-}
-
 /// Turns each window into its figures, from the capture.
 fn analyse(windows: &[Window], frames: &[Frame]) -> Result<Samples> {
     let mut samples = Samples::new();
@@ -697,7 +505,7 @@ fn analyse(windows: &[Window], frames: &[Frame]) -> Result<Samples> {
             Action::Start => {
                 let ok = inside
                     .iter()
-                    .find(|f| f.dst == w.port && f.is_ok_to("REGISTER"))
+                    .find(|f| f.dst == w.port && f.is_response(200, "REGISTER"))
                     .ok_or_else(|| missing("200 OK to a REGISTER"))?;
                 let first = inside
                     .iter()
@@ -729,7 +537,9 @@ fn analyse(windows: &[Window], frames: &[Frame]) -> Result<Samples> {
                 let ok = inside
                     .iter()
                     .find(|f| {
-                        f.src == w.port && f.is_ok_to("INVITE") && f.call_id == invite.call_id
+                        f.src == w.port
+                            && f.is_response(200, "INVITE")
+                            && f.call_id == invite.call_id
                     })
                     .ok_or_else(|| missing("200 OK to the INVITE from the UA"))?;
                 add(F_INCOMING, ms(ok.at - invite.at));
@@ -737,7 +547,7 @@ fn analyse(windows: &[Window], frames: &[Frame]) -> Result<Samples> {
             Action::Outgoing => {
                 let ok = inside
                     .iter()
-                    .find(|f| f.dst == w.port && f.is_ok_to("INVITE"))
+                    .find(|f| f.dst == w.port && f.is_response(200, "INVITE"))
                     .ok_or_else(|| missing("200 OK to the UA's INVITE"))?;
                 let mine = |f: &&&Frame| {
                     f.src == w.port && f.is_request("INVITE") && f.call_id == ok.call_id
@@ -823,7 +633,12 @@ fn run() -> Result<()> {
             kam.port(),
         )?,
     ];
-    let capture = Capture::start(work.path(), kam.port())?;
+    let mut capture = Capture::start(
+        work.path(),
+        "sip",
+        &format!("udp port {}", kam.port()),
+        kam.port(),
+    )?;
     if std::env::var_os("BENCH_KEEP_CAPTURE").is_some() {
         let kept = work.path().join("sip.pcapng");
         println!(
@@ -947,33 +762,6 @@ fn ordered(setups: &[UaSetup; 2], run: usize) -> [&UaSetup; 2] {
 
 // ---------------------------------------------------------------------------------------------------
 // The report
-
-struct Stats {
-    median: f64,
-    min: f64,
-    max: f64,
-    n: usize,
-}
-
-fn stats(values: &[f64]) -> Option<Stats> {
-    if values.is_empty() {
-        return None;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    Some(Stats {
-        median,
-        min: v[0],
-        max: v[n - 1],
-        n,
-    })
-}
 
 fn cell(s: &Option<Stats>) -> String {
     match s {
