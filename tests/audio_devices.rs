@@ -465,10 +465,11 @@ fn a_new_device_is_announced_and_a_new_default_is_followed() {
         None,
     )
     .expect("the engine starts");
-    // The watcher's first look is its baseline.
-    std::thread::sleep(Duration::from_millis(1000));
+    // The engine answers once its devices are open and its loop (and the watcher) runs; the
+    // watcher's first look, a moment later, is its baseline.
     let d = wait_devices(&e, &mut ev, "opened", |_| true);
     assert_eq!((d.input_opens, d.output_opens), (1, 1));
+    std::thread::sleep(Duration::from_millis(1000));
     let plugged = Instant::now();
     pulse
         .pactl(&[
@@ -593,4 +594,56 @@ fn a_sound_server_that_dies_mid_call_leaves_silence_and_the_call_goes_on() {
     }
     a.shutdown();
     b.shutdown();
+}
+
+/// The `Corked:` state of every stream the sound server has from us (playback and record).
+fn corked(pulse: &Pulse) -> Vec<bool> {
+    let mut out = Vec::new();
+    for kind in ["sink-inputs", "source-outputs"] {
+        let text = pulse.pactl(&["list", kind]).expect("pactl list");
+        out.extend(
+            text.lines()
+                .filter_map(|l| l.trim().strip_prefix("Corked:"))
+                .map(|v| v.trim() == "yes"),
+        );
+    }
+    out
+}
+
+fn wait_corked(pulse: &Pulse, want: bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = corked(pulse);
+        if c.len() == 2 && c.iter().all(|&x| x == want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: streams corked {c:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn idle_devices_stay_open_but_paused_and_run_again_when_needed() {
+    let pulse = Pulse::start();
+    let base = 36000 + (std::process::id() % 100) as u16 * 40;
+    let (e, mut ev) = Engine::spawn(
+        test_settings("default", "default".into(), base, false),
+        None,
+    )
+    .expect("the engine starts");
+    let d = wait_devices(&e, &mut ev, "opened", |_| true);
+    assert_eq!((d.input_opens, d.output_opens), (1, 1));
+    // Nothing needs them: open (one stream each at the server) but corked, so no CPU is spent.
+    wait_corked(&pulse, true, "idle");
+    // The settings page's meter needs the microphone (and the engine's clock runs the output).
+    e.send(Command::MonitorInput { on: true });
+    wait_corked(&pulse, false, "metering");
+    wait_for(&mut ev, "a level from the running microphone", |e| {
+        matches!(e, Event::Levels { .. })
+    });
+    e.send(Command::MonitorInput { on: false });
+    wait_corked(&pulse, true, "idle again");
+    // Still the same two streams: paused and resumed, never re-opened.
+    let d = wait_devices(&e, &mut ev, "unchanged", |_| true);
+    assert_eq!((d.input_opens, d.output_opens), (1, 1));
 }

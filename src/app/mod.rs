@@ -423,6 +423,9 @@ impl eframe::App for DialtoneApp {
         {
             // A popup window was just created: paint it at once, not at the next tick.
             ctx.request_repaint_after(Duration::from_millis(30));
+        } else if self.model.calls.values().any(|c| c.is_up()) || self.page == Page::Settings {
+            // Level meters (the engine does not wake the UI for them): five frames a second.
+            ctx.request_repaint_after(Duration::from_millis(200));
         } else if self.model.any_live() {
             // Durations tick; ended calls' windows linger then close.
             ctx.request_repaint_after(Duration::from_millis(500));

@@ -92,6 +92,7 @@ impl MediaNet {
             // the answer), and no burst of ticks missed while idle.
             self.clock.reset_immediately();
         }
+        self.engine.sync_devices();
         Ok(())
     }
 
@@ -117,6 +118,7 @@ impl MediaNet {
         if !was_active && self.engine.active() {
             self.clock.reset_immediately();
         }
+        self.engine.sync_devices();
     }
 
     pub fn stop_call(&mut self, call: CallId) {
@@ -124,6 +126,7 @@ impl MediaNet {
         if let Some(bye) = bye {
             self.send_rtcp(bye);
         }
+        self.engine.sync_devices();
         if let Some(s) = self.sockets.remove(&call) {
             s.reader.abort();
             if let Some((_, r)) = s.rtcp {

@@ -46,6 +46,9 @@ pub async fn run(
             return;
         }
     };
+    // Ready before the devices open: a real microphone can take a second to deliver its first
+    // audio, and the window must not wait for it. Commands queue until the loop runs.
+    let _ = ready.send(Ok(net.advertised()));
     let (mut engine, device_errors) = MediaEngine::open(input, output, settings.audio_processing);
     let ring_errors = super::reconfigure::open_ring(&settings, &mut engine);
     let bind_ip = settings
@@ -55,7 +58,6 @@ pub async fn run(
     let mut media = MediaNet::new(engine, bind_ip);
     // Hot-plug: device changes are noticed off the I/O loop and applied here.
     let mut watch = DeviceWatch::new();
-    let _ = ready.send(Ok(net.advertised()));
     for e in device_errors {
         let _ = events.send(Event::Error {
             message: format!("audio: {e}"),
@@ -183,13 +185,15 @@ pub async fn run(
             }
             _ = media.clock.tick(), if media.engine.active() => {
                 let produced = media.tick();
-                if !produced.is_empty() {
-                    for e in produced {
-                        let _ = events.send(e);
-                    }
-                    if let Some(w) = &waker {
-                        w();
-                    }
+                // Meters alone do not wake the UI: it polls them at its own pace (a window that
+                // shows meters repaints a few times a second), so 10 level events a second do not
+                // cost 10 redraws. Anything else (an error) wakes it at once.
+                let urgent = produced.iter().any(|e| !matches!(e, Event::Levels { .. }));
+                for e in produced {
+                    let _ = events.send(e);
+                }
+                if urgent && let Some(w) = &waker {
+                    w();
                 }
             }
         }

@@ -283,9 +283,17 @@ fn to_us(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
-/// The thread owning a cpal `Stream`: it builds and plays it, then holds it until told to stop.
+/// What the owner asks of a stream's thread (cpal streams are not `Send`: only their own
+/// thread touches them).
+enum Ctl {
+    Play,
+    Pause,
+}
+
+/// The thread owning a cpal `Stream`: it builds and plays it, then holds it — pausing and
+/// resuming it on request — until told to stop (its sender dropped).
 struct StreamThread {
-    stop: Option<mpsc::Sender<()>>,
+    stop: Option<mpsc::Sender<Ctl>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -296,14 +304,31 @@ impl StreamThread {
         build: impl FnOnce() -> Result<(cpal::Stream, Opened<R>), DeviceError> + Send + 'static,
     ) -> Result<(StreamThread, Opened<R>), DeviceError> {
         let (ready_tx, ready_rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (stop_tx, stop_rx) = mpsc::channel::<Ctl>();
+        let name = what.clone();
         let thread = std::thread::Builder::new()
             .name("dialtone-audio".into())
             .spawn(move || match build() {
                 Ok((stream, opened)) => {
                     if ready_tx.send(Ok(opened)).is_ok() {
                         // Until the owner drops its sender.
-                        let _ = stop_rx.recv();
+                        while let Ok(ctl) = stop_rx.recv() {
+                            let r = match ctl {
+                                Ctl::Play => stream.play(),
+                                Ctl::Pause => stream.pause(),
+                            };
+                            match r {
+                                Ok(()) => tracing::debug!(
+                                    "{name}: {}",
+                                    if matches!(ctl, Ctl::Play) {
+                                        "resumed"
+                                    } else {
+                                        "paused while idle"
+                                    }
+                                ),
+                                Err(e) => tracing::warn!("{name}: cannot pause/resume: {e}"),
+                            }
+                        }
                     }
                     drop(stream);
                 }
@@ -330,6 +355,15 @@ impl StreamThread {
                     message: format!("no answer from the audio host in {OPEN_TIMEOUT:?}"),
                 })
             }
+        }
+    }
+}
+
+impl StreamThread {
+    /// Asks the stream's thread to resume or pause it; never blocks.
+    fn set_running(&self, on: bool) {
+        if let Some(tx) = &self.stop {
+            let _ = tx.send(if on { Ctl::Play } else { Ctl::Pause });
         }
     }
 }
@@ -527,6 +561,10 @@ impl AudioSource for CpalSource {
         Some(CpalSource::latency(self))
     }
 
+    fn set_running(&mut self, on: bool) {
+        self._thread.set_running(on);
+    }
+
     fn read(&mut self, out: &mut [i16]) -> Result<(), DeviceError> {
         // Drift and idle time: while no call ticks the hub, or when the device runs a little
         // fast, the ring fills; keep only the newest `target` so latency stays bounded.
@@ -706,6 +744,10 @@ impl CpalSink {
 impl AudioSink for CpalSink {
     fn latency(&self) -> Option<Duration> {
         Some(CpalSink::latency(self))
+    }
+
+    fn set_running(&mut self, on: bool) {
+        self._thread.set_running(on);
     }
 
     fn write(&mut self, frame: &[i16]) -> Result<(), DeviceError> {

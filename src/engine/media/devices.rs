@@ -162,6 +162,9 @@ pub trait AudioSource: Send {
     fn latency(&self) -> Option<std::time::Duration> {
         None
     }
+    /// Pause (`false`) or resume the device's stream while nothing needs it. The device stays
+    /// open (opened once): only the host's data flow stops, so an idle engine costs no CPU.
+    fn set_running(&mut self, _on: bool) {}
 }
 
 /// Played audio, one mixed hub frame at a time.
@@ -175,6 +178,8 @@ pub trait AudioSink: Send {
     fn close(&mut self) -> Result<(), DeviceError> {
         Ok(())
     }
+    /// Pause or resume the device's stream (see [`AudioSource::set_running`]).
+    fn set_running(&mut self, _on: bool) {}
 }
 
 struct ToneSource(ToneGenerator);

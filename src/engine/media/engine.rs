@@ -92,6 +92,8 @@ pub struct MediaEngine {
     monitor: DeviceMonitor,
     /// Re-opens asked for by a device that failed during a tick, for the runtime to carry out.
     reopens: Vec<Reopen>,
+    /// The device streams are running (not paused while idle): see `sync_devices`.
+    devices_running: bool,
 }
 
 impl MediaEngine {
@@ -120,26 +122,27 @@ impl MediaEngine {
         let mut monitor = DeviceMonitor::default();
         monitor.input_chosen(&input_wanted, &hub.spec);
         monitor.output_chosen(&output_wanted, &playout.spec);
-        (
-            MediaEngine {
-                hub,
-                playout,
-                streams: BTreeMap::new(),
-                alerts: Alerts::default(),
-                frame: Vec::with_capacity(FRAME_SAMPLES),
-                ticks: 0,
-                input_level: -120.0,
-                call_levels: BTreeMap::new(),
-                apm: audio_processing.then(Box::default),
-                audio_processing,
-                ring: None,
-                ring_opens: 0,
-                monitor_input: false,
-                monitor,
-                reopens: Vec::new(),
-            },
-            errors,
-        )
+        let mut engine = MediaEngine {
+            hub,
+            playout,
+            streams: BTreeMap::new(),
+            alerts: Alerts::default(),
+            frame: Vec::with_capacity(FRAME_SAMPLES),
+            ticks: 0,
+            input_level: -120.0,
+            call_levels: BTreeMap::new(),
+            apm: audio_processing.then(Box::default),
+            audio_processing,
+            ring: None,
+            ring_opens: 0,
+            monitor_input: false,
+            monitor,
+            reopens: Vec::new(),
+            devices_running: true,
+        };
+        // Opened once, paused until something needs them.
+        engine.sync_devices();
+        (engine, errors)
     }
 
     /// Opens (or switches, or with None closes) the ring device: incoming calls ring there
@@ -167,6 +170,7 @@ impl MediaEngine {
             self.ring_opens += 1;
         }
         self.alerts.set_ring_device(self.ring.is_some());
+        self.apply_running();
         result
     }
 
@@ -290,6 +294,7 @@ impl MediaEngine {
     /// play what every call received. Returns the RTP packets to send.
     pub fn tick(&mut self, now: Instant) -> Tick {
         let mut tick = Tick::default();
+        self.sync_devices();
         if !self.active() {
             return tick;
         }
@@ -379,13 +384,38 @@ impl MediaEngine {
             self.input_level = -120.0;
             self.call_levels.values_mut().for_each(|l| *l = -120.0);
         }
+        // An alert that just ended may leave nothing to do: pause the devices now.
+        self.sync_devices();
         tick
+    }
+
+    /// Real devices run only while something needs them — a call's media, an alert, the input
+    /// meter — and are paused otherwise, so an idle engine costs no CPU. They stay open either
+    /// way (opened once); a resumed microphone delivers again within a few frames, and calls
+    /// that ring (ring tone, ringback) resume it before the answer.
+    pub fn sync_devices(&mut self) {
+        let want = self.active();
+        if want != self.devices_running {
+            self.devices_running = want;
+            self.apply_running();
+        }
+    }
+
+    /// Tells every device stream (again) whether to run, e.g. after one was re-opened.
+    fn apply_running(&mut self) {
+        let on = self.devices_running;
+        self.hub.set_running(on);
+        self.playout.set_running(on);
+        if let Some(r) = self.ring.as_mut() {
+            r.set_running(on);
+        }
     }
 
     /// Swaps the input under every call (no renegotiation).
     pub fn switch_input(&mut self, spec: InputSpec) -> Result<(), DeviceError> {
         self.hub.switch(spec.clone())?;
         self.monitor.input_chosen(&spec, &spec);
+        self.apply_running();
         Ok(())
     }
 
@@ -393,6 +423,7 @@ impl MediaEngine {
     pub fn switch_output(&mut self, spec: OutputSpec) -> Result<(), DeviceError> {
         self.playout.switch(spec.clone())?;
         self.monitor.output_chosen(&spec, &spec);
+        self.apply_running();
         Ok(())
     }
 
@@ -422,7 +453,9 @@ impl MediaEngine {
         source: Box<dyn AudioSource>,
     ) -> Box<dyn AudioSource> {
         if self.monitor.input_opened(ticket, &spec) {
-            self.hub.install(spec, source)
+            let old = self.hub.install(spec, source);
+            self.apply_running();
+            old
         } else {
             source
         }
@@ -436,7 +469,9 @@ impl MediaEngine {
         sink: Box<dyn AudioSink>,
     ) -> Box<dyn AudioSink> {
         if self.monitor.output_opened(ticket, &spec) {
-            self.playout.install(spec, sink)
+            let old = self.playout.install(spec, sink);
+            self.apply_running();
+            old
         } else {
             sink
         }

@@ -94,6 +94,11 @@ impl CaptureHub {
         self.source.latency()
     }
 
+    /// Pauses or resumes the input device's stream (it stays open).
+    pub fn set_running(&mut self, on: bool) {
+        self.source.set_running(on);
+    }
+
     /// The frame captured last.
     pub fn frame(&self) -> &[i16] {
         &self.frame

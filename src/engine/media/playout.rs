@@ -101,6 +101,11 @@ impl Playout {
         self.sink.latency()
     }
 
+    /// Pauses or resumes the output device's stream (it stays open).
+    pub fn set_running(&mut self, on: bool) {
+        self.sink.set_running(on);
+    }
+
     /// The frame written last (the echo reference for the audio processing).
     pub fn frame(&self) -> &[i16] {
         &self.out
