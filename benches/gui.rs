@@ -805,7 +805,7 @@ fn print_report(
     );
     let _ = writeln!(
         out,
-        "| (Dialtone: spawn → both audio devices open, from its log; the window waits for them) | {} | | | | | |",
+        "| (Dialtone: spawn → both audio devices open, from its log; the window does not wait for them) | {} | | | | | |",
         cell(devices, "ms", 0)
     );
     let _ = writeln!(out);

@@ -110,11 +110,6 @@ pub fn show(app: &mut DialtoneApp, ui: &mut Ui) {
     }
     ui.separator();
     vcard_row(app, ui);
-    ui.label(
-        RichText::new("Right-click a contact to edit it.")
-            .small()
-            .weak(),
-    );
 }
 
 const SEARCH_KEY: egui::KeyboardShortcut =
