@@ -1012,24 +1012,10 @@ fn print_report(
          schedstat CPU with n calls − with n−1. Mouth-to-ear: see the bench's doc comment.",
         CPU_WINDOW.as_secs()
     );
-    let cpu_name = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let nproc = thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let three = |s: &str| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
     let _ = writeln!(
         out,
-        "Machine: {nproc} CPUs ({cpu_name}), Linux {}; load average before {}, after {}.",
-        kernel.trim(),
-        three(load_before),
-        three(load_after)
+        "{}",
+        common::report::machine_line(load_before, load_after)
     );
     print!("{out}");
 }

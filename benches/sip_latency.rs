@@ -815,31 +815,10 @@ fn print_report(samples: &Samples, runs: usize, load_before: &str, load_after: &
          `registration` event, baresip's \"registered successfully\", as read from the UA's stdout \
          pipe by the parent."
     );
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let nproc = thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let _ = writeln!(
         out,
-        "Machine: {nproc} CPUs ({cpu}), Linux {}; load average before {}, after {}.",
-        kernel.trim(),
-        load_before
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
-        load_after
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
+        "{}",
+        common::report::machine_line(load_before, load_after)
     );
     print!("{out}");
 }

@@ -33,6 +33,18 @@ pub fn stats(values: &[f64]) -> Option<Stats> {
     })
 }
 
+/// `Machine: 2 CPUs (model), Linux x.y; load average before a b c, after d e f.` from two reads
+/// of /proc/loadavg.
+pub fn machine_line(load_before: &str, load_after: &str) -> String {
+    let three = |s: &str| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    format!(
+        "Machine: {}; load average before {}, after {}.",
+        machine(),
+        three(load_before),
+        three(load_after)
+    )
+}
+
 /// `2 CPUs (model), Linux x.y`.
 pub fn machine() -> String {
     let cpu_name = fs::read_to_string("/proc/cpuinfo")
