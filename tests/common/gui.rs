@@ -34,6 +34,10 @@ pub struct Xvfb {
 
 impl Xvfb {
     pub fn start() -> Result<Xvfb> {
+        // One start at a time in this process: Xvfb's own choice of a free display (lock files in
+        // /tmp) can race between servers starting together.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let mut cmd = Command::new(require("Xvfb"));
         cmd.args([
             "-displayfd",
@@ -205,6 +209,19 @@ impl Xvfb {
 
 impl Drop for Xvfb {
     fn drop(&mut self) {
+        // SIGTERM lets Xvfb remove its lock file and socket: a killed server leaves them behind,
+        // and the next servers' takeover of a stale display number can race.
+        // SAFETY: kill(2) with our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
