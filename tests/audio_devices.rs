@@ -596,34 +596,37 @@ fn a_sound_server_that_dies_mid_call_leaves_silence_and_the_call_goes_on() {
     b.shutdown();
 }
 
-/// The `Corked:` state of every stream the sound server has from us (playback and record).
-fn corked(pulse: &Pulse) -> Vec<bool> {
-    let mut out = Vec::new();
-    for kind in ["sink-inputs", "source-outputs"] {
-        let text = pulse.pactl(&["list", kind]).expect("pactl list");
-        out.extend(
-            text.lines()
-                .filter_map(|l| l.trim().strip_prefix("Corked:"))
-                .map(|v| v.trim() == "yes"),
-        );
-    }
-    out
+/// The `Corked:` state of the streams the sound server has from us, of one kind
+/// (`sink-inputs`: playback, `source-outputs`: record).
+fn corked(pulse: &Pulse, kind: &str) -> Vec<bool> {
+    let text = pulse.pactl(&["list", kind]).expect("pactl list");
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("Corked:"))
+        .map(|v| v.trim() == "yes")
+        .collect()
 }
 
+/// Waits until our one playback stream is corked (`want`) and our one record stream runs.
 fn wait_corked(pulse: &Pulse, want: bool, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let c = corked(pulse);
-        if c.len() == 2 && c.iter().all(|&x| x == want) {
+        let (play, rec) = (
+            corked(pulse, "sink-inputs"),
+            corked(pulse, "source-outputs"),
+        );
+        if play == [want] && rec == [false] {
             return;
         }
-        assert!(Instant::now() < deadline, "{what}: streams corked {c:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: playback corked {play:?}, record corked {rec:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 #[test]
-fn idle_devices_stay_open_but_paused_and_run_again_when_needed() {
+fn an_idle_speaker_stays_open_but_paused_and_runs_again_when_needed() {
     let pulse = Pulse::start();
     let base = 36000 + (std::process::id() % 100) as u16 * 40;
     let (e, mut ev) = Engine::spawn(
@@ -633,7 +636,8 @@ fn idle_devices_stay_open_but_paused_and_run_again_when_needed() {
     .expect("the engine starts");
     let d = wait_devices(&e, &mut ev, "opened", |_| true);
     assert_eq!((d.input_opens, d.output_opens), (1, 1));
-    // Nothing needs them: open (one stream each at the server) but corked, so no CPU is spent.
+    // Nothing needs the speaker: open but corked at the server, so it costs no CPU. The
+    // microphone keeps running (ready for the next call; cpal cannot resume a corked recording).
     wait_corked(&pulse, true, "idle");
     // The settings page's meter needs the microphone (and the engine's clock runs the output).
     e.send(Command::MonitorInput { on: true });

@@ -561,9 +561,11 @@ impl AudioSource for CpalSource {
         Some(CpalSource::latency(self))
     }
 
-    fn set_running(&mut self, on: bool) {
-        self._thread.set_running(on);
-    }
+    /// The microphone keeps running: cpal 0.18's PulseAudio record `play()` waits for a "started"
+    /// notice that does not come again after a cork, which would leave the stream's thread stuck
+    /// (seen in tests/audio_devices.rs). A running microphone is also what the capture hub wants:
+    /// no device start-up on the call path.
+    fn set_running(&mut self, _on: bool) {}
 
     fn read(&mut self, out: &mut [i16]) -> Result<(), DeviceError> {
         // Drift and idle time: while no call ticks the hub, or when the device runs a little
