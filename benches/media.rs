@@ -147,17 +147,7 @@ impl UaSetup {
         kam: u16,
     ) -> Result<UaSetup> {
         let config = BaresipConfig::new(user, sip_port, rtp).registrar(kam);
-        let dir = tempfile::Builder::new()
-            .prefix("dialtone-bench-baresip-")
-            .tempdir()
-            .context("creating baresip's config dir")?;
-        let tone = dir.path().join("tone.wav");
-        fs::write(&tone, peers::wav_8k(&peers::tone_samples(440, 60)))
-            .context("writing tone.wav")?;
-        fs::write(dir.path().join("config"), config.config_file(&tone))
-            .context("writing baresip config")?;
-        fs::write(dir.path().join("accounts"), config.accounts_file())
-            .context("writing baresip accounts")?;
+        let dir = config.write_dir()?;
         Ok(UaSetup {
             kind: Kind::Baresip,
             program,

@@ -1024,6 +1024,19 @@ impl BaresipConfig {
     }
 
     /// The `accounts` file: one account line.
+    /// A fresh temp dir with this config, its accounts and a 440 Hz tone file as microphone: what
+    /// `baresip -f DIR` reads (the harness and the benches start baresip from it).
+    pub fn write_dir(&self) -> Result<TempDir> {
+        let dir = peer_dir(&format!("baresip-{}", self.user))?;
+        let tone = dir.path().join("tone.wav");
+        fs::write(&tone, wav_8k(&tone_samples(440, 60))).context("writing tone.wav")?;
+        fs::write(dir.path().join("config"), self.config_file(&tone))
+            .context("writing baresip config")?;
+        fs::write(dir.path().join("accounts"), self.accounts_file())
+            .context("writing baresip accounts")?;
+        Ok(dir)
+    }
+
     pub fn accounts_file(&self) -> String {
         let (host, regint) = match self.registrar_port {
             Some(port) => (format!("{HOST}:{port}"), 600),
@@ -1089,13 +1102,7 @@ impl Baresip {
     pub fn start(config: BaresipConfig) -> Result<Baresip> {
         let bin = require("baresip");
         require_path(BARESIP_MODULES, "baresip-core");
-        let dir = peer_dir(&format!("baresip-{}", config.user))?;
-        let tone = dir.path().join("tone.wav");
-        fs::write(&tone, wav_8k(&tone_samples(440, 60))).context("writing tone.wav")?;
-        fs::write(dir.path().join("config"), config.config_file(&tone))
-            .context("writing baresip config")?;
-        fs::write(dir.path().join("accounts"), config.accounts_file())
-            .context("writing baresip accounts")?;
+        let dir = config.write_dir()?;
         let mut cmd = Command::new(bin);
         cmd.arg("-f").arg(dir.path()).stdin(Stdio::piped());
         let name = format!("baresip-{}", config.user);
