@@ -249,10 +249,8 @@ impl DialtoneApp {
             let contacts = &self.contacts;
             let echo = self.echo_uri.as_deref();
             let name_of = |uri: &str| {
-                if echo.is_some_and(|e| {
-                    model::uri_user(e) == model::uri_user(uri)
-                        && uri.contains(e.trim_start_matches("sip:echo@"))
-                }) {
+                // The echo service's own address (perhaps with URI parameters after it).
+                if echo.is_some_and(|e| uri.starts_with(e)) {
                     return Some("Echo test".to_string());
                 }
                 find_contact(contacts, uri).map(|c| c.name.clone())
