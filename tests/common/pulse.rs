@@ -164,8 +164,10 @@ impl Pulse {
     }
 }
 
-impl Drop for Pulse {
-    fn drop(&mut self) {
+impl Pulse {
+    /// Stops the server as a crash would, keeping this test's turn: no other test's server can
+    /// take the socket path while the test checks what happens without one. Dropping stops it too.
+    pub fn kill_server(&mut self) {
         // SIGTERM, then the kill if it lingers.
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
@@ -179,6 +181,12 @@ impl Drop for Pulse {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Pulse {
+    fn drop(&mut self) {
+        self.kill_server();
         if std::env::var_os("DIALTONE_PEER_LOGS").is_some() {
             eprintln!(
                 "--- pulse.log ---\n{}",

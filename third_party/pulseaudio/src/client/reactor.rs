@@ -261,6 +261,9 @@ impl ReactorHandle {
 pub(super) const WAKER: mio::Token = mio::Token(0);
 pub(super) const SOCKET: mio::Token = mio::Token(1);
 
+/// Free space kept at the end of the read buffer for each read (Dialtone patch).
+const READ_CHUNK: usize = 64 * 1024;
+
 pub(super) struct Reactor {
     socket: UnixStream,
     poll: mio::Poll,
@@ -271,6 +274,7 @@ pub(super) struct Reactor {
 
     write_buf: Vec<u8>,
     read_buf: Vec<u8>,
+    read_len: usize,
     in_progress_read: Option<protocol::Descriptor>,
 }
 
@@ -300,6 +304,7 @@ impl Reactor {
 
             write_buf: Vec::new(),
             read_buf: Vec::new(),
+            read_len: 0,
             in_progress_read: None,
         };
 
@@ -336,45 +341,52 @@ impl Reactor {
         }
     }
 
+    // Dialtone patch: the read buffer keeps its length (zeroed once, when it grows) and
+    // `read_len` says how much of it holds unread bytes. It was resized to 1 MiB and
+    // zero-filled before every read (two per wake-up): 4 MiB of memset per record
+    // fragment with cpal's latency polls, most of an idle client's CPU.
     fn recv(&mut self) -> Result<(), ClientError> {
         use io::Read;
 
-        'read: loop {
-            let off = self.read_buf.len();
-            self.read_buf.resize(off + 1024 * 1024, 0);
+        loop {
+            if self.read_buf.len() < self.read_len + READ_CHUNK {
+                self.read_buf.resize(self.read_len + READ_CHUNK, 0);
+            }
 
-            match self.socket.read(&mut self.read_buf[off..]) {
+            match self.socket.read(&mut self.read_buf[self.read_len..]) {
                 Ok(0) => return Err(ClientError::Disconnected),
-                Ok(n) => self.read_buf.truncate(off + n),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.read_buf.truncate(off);
-                    return Ok(());
-                }
+                Ok(n) => self.read_len += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(err) => return Err(err.into()),
             };
 
             // Decode messages (there may be multiple).
-            while !self.read_buf.is_empty() {
+            let mut start = 0;
+            while start < self.read_len {
+                let avail = self.read_len - start;
                 // Continue the previous read, if it was unfinished.
                 let desc = if let Some(desc) = self.in_progress_read.take() {
                     desc
-                } else if self.read_buf.len() >= protocol::DESCRIPTOR_SIZE {
-                    protocol::read_descriptor(&mut io::Cursor::new(&self.read_buf))?
+                } else if avail >= protocol::DESCRIPTOR_SIZE {
+                    protocol::read_descriptor(&mut io::Cursor::new(
+                        &self.read_buf[start..self.read_len],
+                    ))?
                 } else {
-                    log::trace!("very short read ({} bytes)", self.read_buf.len());
-                    continue 'read;
+                    log::trace!("very short read ({avail} bytes)");
+                    break;
                 };
 
                 // If we don't have all the message, poll until we do.
                 let len = desc.length as usize + protocol::DESCRIPTOR_SIZE;
-                if self.read_buf.len() < len {
+                if avail < len {
                     self.in_progress_read = Some(desc);
-                    log::trace!("partial read ({}/{} bytes)", self.read_buf.len(), len);
-                    continue 'read;
+                    log::trace!("partial read ({avail}/{len} bytes)");
+                    break;
                 }
 
+                let body = start + protocol::DESCRIPTOR_SIZE..start + len;
                 if desc.channel == u32::MAX {
-                    self.handle_command(len);
+                    self.handle_command(body);
                 } else {
                     // Stream data for a record stream.
                     let mut guard = self.state.lock().unwrap();
@@ -386,19 +398,23 @@ impl Reactor {
                             let _ = start_notify.send(());
                         }
 
-                        sink.write(&self.read_buf[protocol::DESCRIPTOR_SIZE..len])
+                        sink.write(&self.read_buf[body])
                     } else {
                         log::warn!("Received data for unknown record stream {}", desc.channel);
                     }
                 }
 
-                self.read_buf.drain(..len);
+                start += len;
             }
+
+            // Keep the unread tail at the front.
+            self.read_buf.copy_within(start..self.read_len, 0);
+            self.read_len -= start;
         }
     }
 
-    fn handle_command(&mut self, len: usize) {
-        let mut cursor = io::Cursor::new(&self.read_buf[protocol::DESCRIPTOR_SIZE..len]);
+    fn handle_command(&mut self, body: std::ops::Range<usize>) {
+        let mut cursor = io::Cursor::new(&self.read_buf[body]);
         let (seq, cmd) =
             match protocol::Command::read_tag_prefixed(&mut cursor, self.protocol_version) {
                 Ok((seq, cmd)) => (seq, cmd),

@@ -23,6 +23,8 @@ use crate::{
 };
 
 const LATENCY_MAX_INTERVAL: Duration = Duration::from_millis(100);
+// Dialtone patch: the longest wait between two latency polls when no callback asks for one.
+const LATENCY_IDLE_INTERVAL: Duration = Duration::from_millis(250);
 
 // Coordinates the latency polling thread
 struct LatencyHandle {
@@ -230,10 +232,13 @@ impl Stream {
 
             data_callback(&mut data, &OutputCallbackInfo { timestamp });
 
-            // Notify the latency thread that audio was written, so it updates timing info.
-            let (lock, cvar) = &*update_callback;
-            *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            cvar.notify_one();
+            // Dialtone patch: notify the latency thread only when its figure is stale
+            // (was: after every callback, a server round trip per callback).
+            if elapsed_usec.saturating_sub(poll_usec) >= LATENCY_MAX_INTERVAL.as_micros() as u64 {
+                let (lock, cvar) = &*update_callback;
+                *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                cvar.notify_one();
+            }
 
             // We always consider the full buffer filled, because cpal's
             // user-facing API doesn't allow short writes.
@@ -304,11 +309,14 @@ impl Stream {
                     timing_info.read_offset,
                 );
 
-                // Wait until woken by a write/play/pause/drop event or until LATENCY_MAX_INTERVAL.
+                // Dialtone patch: wait until a callback finds the figure stale, a
+                // play/pause/drop event, or LATENCY_IDLE_INTERVAL (was LATENCY_MAX_INTERVAL:
+                // ten server round trips a second even while corked). The timed poll is
+                // also how a record stream learns that the server has gone.
                 let (lock, cvar) = &*update_thread;
                 let Ok(guard) = lock.lock() else { break };
                 let (mut guard, _) = cvar
-                    .wait_timeout_while(guard, LATENCY_MAX_INTERVAL, |notified| !*notified)
+                    .wait_timeout_while(guard, LATENCY_IDLE_INTERVAL, |notified| !*notified)
                     .unwrap_or_else(|e| e.into_inner());
                 *guard = false;
             }
@@ -392,10 +400,13 @@ impl Stream {
 
             data_callback(&data, &InputCallbackInfo { timestamp });
 
-            // Notify the latency thread that audio was read, so it updates timing info.
-            let (lock, cvar) = &*update_callback;
-            *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            cvar.notify_one();
+            // Dialtone patch: notify the latency thread only when its figure is stale
+            // (was: after every callback, a server round trip per callback).
+            if elapsed_usec.saturating_sub(poll_usec) >= LATENCY_MAX_INTERVAL.as_micros() as u64 {
+                let (lock, cvar) = &*update_callback;
+                *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                cvar.notify_one();
+            }
         };
 
         let stream =
@@ -440,11 +451,14 @@ impl Stream {
                     timing_info.read_offset,
                 );
 
-                // Wait until woken by a read/play/pause/drop event or until LATENCY_MAX_INTERVAL.
+                // Dialtone patch: wait until a callback finds the figure stale, a
+                // play/pause/drop event, or LATENCY_IDLE_INTERVAL (was LATENCY_MAX_INTERVAL:
+                // ten server round trips a second even while corked). The timed poll is
+                // also how a record stream learns that the server has gone.
                 let (lock, cvar) = &*update_thread;
                 let Ok(guard) = lock.lock() else { break };
                 let (mut guard, _) = cvar
-                    .wait_timeout_while(guard, LATENCY_MAX_INTERVAL, |notified| !*notified)
+                    .wait_timeout_while(guard, LATENCY_IDLE_INTERVAL, |notified| !*notified)
                     .unwrap_or_else(|e| e.into_inner());
                 *guard = false;
             }
