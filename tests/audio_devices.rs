@@ -615,7 +615,8 @@ fn corked(pulse: &Pulse, kind: &str) -> Vec<bool> {
         .collect()
 }
 
-/// Waits until our one playback stream is corked (`want`) and our one record stream runs.
+/// Waits until our one playback stream and our one record stream are both corked (`want`) or
+/// both running.
 fn wait_corked(pulse: &Pulse, want: bool, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -623,7 +624,7 @@ fn wait_corked(pulse: &Pulse, want: bool, what: &str) {
             corked(pulse, "sink-inputs"),
             corked(pulse, "source-outputs"),
         );
-        if play == [want] && rec == [false] {
+        if play == [want] && rec == [want] {
             return;
         }
         assert!(
@@ -635,7 +636,7 @@ fn wait_corked(pulse: &Pulse, want: bool, what: &str) {
 }
 
 #[test]
-fn an_idle_speaker_stays_open_but_paused_and_runs_again_when_needed() {
+fn idle_devices_stay_open_but_paused_and_run_again_when_needed() {
     let pulse = Pulse::start();
     let base = 36000 + (std::process::id() % 100) as u16 * 40;
     let (e, mut ev) = Engine::spawn(
@@ -645,17 +646,24 @@ fn an_idle_speaker_stays_open_but_paused_and_runs_again_when_needed() {
     .expect("the engine starts");
     let d = wait_devices(&e, &mut ev, "opened", |_| true);
     assert_eq!((d.input_opens, d.output_opens), (1, 1));
-    // Nothing needs the speaker: open but corked at the server, so it costs no CPU. The
-    // microphone keeps running (ready for the next call; cpal cannot resume a corked recording).
+    // Nothing needs the devices: open but corked at the server, so they cost no CPU.
     wait_corked(&pulse, true, "idle");
-    // The settings page's meter needs the microphone (and the engine's clock runs the output).
-    e.send(Command::MonitorInput { on: true });
-    wait_corked(&pulse, false, "metering");
-    wait_for(&mut ev, "a level from the running microphone", |e| {
-        matches!(e, Event::Levels { .. })
-    });
-    e.send(Command::MonitorInput { on: false });
-    wait_corked(&pulse, true, "idle again");
+    // The settings page's meter needs the microphone (and the engine's clock runs the output);
+    // resumed and paused again several times, levels flow each time.
+    for round in 0..3 {
+        e.send(Command::MonitorInput { on: true });
+        wait_corked(&pulse, false, &format!("metering, round {round}"));
+        // The test tone on the sink, heard through its monitor: the resumed microphone delivers.
+        e.send(Command::PlayTestTone { ring: false });
+        while ev.try_recv().is_ok() {}
+        wait_for(
+            &mut ev,
+            "the test tone through the resumed microphone",
+            |e| matches!(e, Event::Levels { input_dbfs, .. } if *input_dbfs > -40.0),
+        );
+        e.send(Command::MonitorInput { on: false });
+        wait_corked(&pulse, true, &format!("idle again, round {round}"));
+    }
     // Still the same two streams: paused and resumed, never re-opened.
     let d = wait_devices(&e, &mut ev, "unchanged", |_| true);
     assert_eq!((d.input_opens, d.output_opens), (1, 1));

@@ -561,11 +561,12 @@ impl AudioSource for CpalSource {
         Some(CpalSource::latency(self))
     }
 
-    /// The microphone keeps running: cpal 0.18's PulseAudio record `play()` waits for a "started"
-    /// notice that does not come again after a cork, which would leave the stream's thread stuck
-    /// (seen in tests/audio_devices.rs). A running microphone is also what the capture hub wants:
-    /// no device start-up on the call path.
-    fn set_running(&mut self, _on: bool) {}
+    /// Paused (corked at the sound server, still open) while no call, alert or meter needs it:
+    /// no CPU, and no "microphone in use" indicator on the desktop while idle. A call resumes it
+    /// when it starts ringing, so it runs before the answer.
+    fn set_running(&mut self, on: bool) {
+        self._thread.set_running(on);
+    }
 
     fn read(&mut self, out: &mut [i16]) -> Result<(), DeviceError> {
         // Drift and idle time: while no call ticks the hub, or when the device runs a little

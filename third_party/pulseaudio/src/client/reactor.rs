@@ -384,6 +384,13 @@ impl Reactor {
                     break;
                 }
 
+                if desc.channel != u32::MAX && start != 0 {
+                    // Record data is handed out as samples: move the message to the front,
+                    // where the payload has the alignment the original code gave it.
+                    self.read_buf.copy_within(start..self.read_len, 0);
+                    self.read_len -= start;
+                    start = 0;
+                }
                 let body = start + protocol::DESCRIPTOR_SIZE..start + len;
                 if desc.channel == u32::MAX {
                     self.handle_command(body);
