@@ -196,7 +196,9 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // The PulseAudio client logs each connection at info: the device watcher's look
+                // every 2 s would fill the log all day.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pulseaudio=warn")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -25,6 +25,8 @@ use crate::{
 const LATENCY_MAX_INTERVAL: Duration = Duration::from_millis(100);
 // Dialtone patch: the longest wait between two latency polls when no callback asks for one.
 const LATENCY_IDLE_INTERVAL: Duration = Duration::from_millis(250);
+// Dialtone patch: the same for a corked stream (nothing to measure; an hour stands for never).
+const LATENCY_PAUSED_INTERVAL: Duration = Duration::from_secs(3600);
 
 // Coordinates the latency polling thread
 struct LatencyHandle {
@@ -32,6 +34,8 @@ struct LatencyHandle {
     cancel: Arc<AtomicBool>,
     // Event-driven early wakeup from callbacks and play/pause
     update: Arc<(Mutex<bool>, Condvar)>,
+    // Dialtone patch: corked (no timed polls until played again)
+    paused: Arc<AtomicBool>,
 }
 
 impl LatencyHandle {
@@ -39,6 +43,7 @@ impl LatencyHandle {
         Self {
             cancel: Arc::new(AtomicBool::new(false)),
             update: Arc::new((Mutex::new(false), Condvar::new())),
+            paused: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -102,10 +107,12 @@ impl StreamTrait for Stream {
         match &self.inner {
             StreamInner::Playback(stream, _, handle) => {
                 block_on(stream.uncork()).map_err(Error::from)?;
+                handle.paused.store(false, Ordering::Relaxed);
                 handle.notify();
             }
             StreamInner::Record(stream, _, handle) => {
                 block_on(stream.uncork()).map_err(Error::from)?;
+                handle.paused.store(false, Ordering::Relaxed);
                 block_on(stream.started()).map_err(Error::from)?;
                 handle.notify();
             }
@@ -121,6 +128,7 @@ impl StreamTrait for Stream {
         res.map_err(Error::from)?;
         match &self.inner {
             StreamInner::Playback(_, _, handle) | StreamInner::Record(_, _, handle) => {
+                handle.paused.store(true, Ordering::Relaxed);
                 handle.notify()
             }
         }
@@ -276,6 +284,7 @@ impl Stream {
         });
 
         let cancel_thread = handle.cancel.clone();
+        let paused_thread = handle.paused.clone();
         let update_thread = handle.update.clone();
         let stream_clone = stream.clone();
         let latency_clone = current_latency_micros.clone();
@@ -312,11 +321,17 @@ impl Stream {
                 // Dialtone patch: wait until a callback finds the figure stale, a
                 // play/pause/drop event, or LATENCY_IDLE_INTERVAL (was LATENCY_MAX_INTERVAL:
                 // ten server round trips a second even while corked). The timed poll is
-                // also how a record stream learns that the server has gone.
+                // also how a running record stream learns that the server has gone; a
+                // corked stream is not polled until it plays again.
+                let interval = if paused_thread.load(Ordering::Relaxed) {
+                    LATENCY_PAUSED_INTERVAL
+                } else {
+                    LATENCY_IDLE_INTERVAL
+                };
                 let (lock, cvar) = &*update_thread;
                 let Ok(guard) = lock.lock() else { break };
                 let (mut guard, _) = cvar
-                    .wait_timeout_while(guard, LATENCY_IDLE_INTERVAL, |notified| !*notified)
+                    .wait_timeout_while(guard, interval, |notified| !*notified)
                     .unwrap_or_else(|e| e.into_inner());
                 *guard = false;
             }
@@ -414,6 +429,7 @@ impl Stream {
 
         // Spawn a thread to monitor the stream's latency in a loop.
         let cancel_thread = handle.cancel.clone();
+        let paused_thread = handle.paused.clone();
         let update_thread = handle.update.clone();
         let stream_clone = stream.clone();
         let latency_clone = current_latency_micros.clone();
@@ -454,11 +470,17 @@ impl Stream {
                 // Dialtone patch: wait until a callback finds the figure stale, a
                 // play/pause/drop event, or LATENCY_IDLE_INTERVAL (was LATENCY_MAX_INTERVAL:
                 // ten server round trips a second even while corked). The timed poll is
-                // also how a record stream learns that the server has gone.
+                // also how a running record stream learns that the server has gone; a
+                // corked stream is not polled until it plays again.
+                let interval = if paused_thread.load(Ordering::Relaxed) {
+                    LATENCY_PAUSED_INTERVAL
+                } else {
+                    LATENCY_IDLE_INTERVAL
+                };
                 let (lock, cvar) = &*update_thread;
                 let Ok(guard) = lock.lock() else { break };
                 let (mut guard, _) = cvar
-                    .wait_timeout_while(guard, LATENCY_IDLE_INTERVAL, |notified| !*notified)
+                    .wait_timeout_while(guard, interval, |notified| !*notified)
                     .unwrap_or_else(|e| e.into_inner());
                 *guard = false;
             }
