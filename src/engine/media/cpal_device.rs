@@ -440,7 +440,7 @@ pub struct CpalSource {
     /// refills its cushion instead of alternating audio and gaps.
     primed: bool,
     period: Duration,
-    _thread: StreamThread,
+    thread: StreamThread,
 }
 
 impl CpalSource {
@@ -496,7 +496,7 @@ impl CpalSource {
             pending: Vec::with_capacity(2 * FRAME_SAMPLES),
             primed: false,
             period: opened.period,
-            _thread: thread,
+            thread,
         })
     }
 
@@ -565,7 +565,7 @@ impl AudioSource for CpalSource {
     /// no CPU, and no "microphone in use" indicator on the desktop while idle. A call resumes it
     /// when it starts ringing, so it runs before the answer.
     fn set_running(&mut self, on: bool) {
-        self._thread.set_running(on);
+        self.thread.set_running(on);
     }
 
     fn read(&mut self, out: &mut [i16]) -> Result<(), DeviceError> {
@@ -619,7 +619,7 @@ pub struct CpalSink {
     down: Resampler,
     converted: Vec<i16>,
     period: Duration,
-    _thread: StreamThread,
+    thread: StreamThread,
 }
 
 impl CpalSink {
@@ -673,7 +673,7 @@ impl CpalSink {
             down,
             converted: Vec::with_capacity(opened.rate as usize / 10),
             period: opened.period,
-            _thread: thread,
+            thread,
         })
     }
 
@@ -750,7 +750,7 @@ impl AudioSink for CpalSink {
     }
 
     fn set_running(&mut self, on: bool) {
-        self._thread.set_running(on);
+        self.thread.set_running(on);
     }
 
     fn write(&mut self, frame: &[i16]) -> Result<(), DeviceError> {

@@ -54,6 +54,12 @@ impl LatencyHandle {
         cvar.notify_one();
     }
 
+    // Dialtone patch: record whether the stream is corked, then trigger a poll
+    fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+        self.notify();
+    }
+
     // Signal cancellation and wake the thread immediately
     fn cancel(&self) {
         self.cancel.store(true, Ordering::Relaxed);
@@ -107,14 +113,12 @@ impl StreamTrait for Stream {
         match &self.inner {
             StreamInner::Playback(stream, _, handle) => {
                 block_on(stream.uncork()).map_err(Error::from)?;
-                handle.paused.store(false, Ordering::Relaxed);
-                handle.notify();
+                handle.set_paused(false);
             }
             StreamInner::Record(stream, _, handle) => {
                 block_on(stream.uncork()).map_err(Error::from)?;
-                handle.paused.store(false, Ordering::Relaxed);
                 block_on(stream.started()).map_err(Error::from)?;
-                handle.notify();
+                handle.set_paused(false);
             }
         }
         Ok(())
@@ -128,8 +132,7 @@ impl StreamTrait for Stream {
         res.map_err(Error::from)?;
         match &self.inner {
             StreamInner::Playback(_, _, handle) | StreamInner::Record(_, _, handle) => {
-                handle.paused.store(true, Ordering::Relaxed);
-                handle.notify()
+                handle.set_paused(true)
             }
         }
         Ok(())
