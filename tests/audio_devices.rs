@@ -259,6 +259,18 @@ fn stats(engine: &Engine, rx: &mut UnboundedReceiver<Event>) -> (Option<MediaSta
     }
 }
 
+/// An engine on the default microphone and speaker, once both are open (each opened once).
+fn engine_on_default_devices(base: u16) -> (Engine, UnboundedReceiver<Event>) {
+    let (e, mut ev) = Engine::spawn(
+        test_settings("default", "default".into(), base, false),
+        None,
+    )
+    .expect("the engine starts");
+    let d = wait_devices(&e, &mut ev, "opened", |_| true);
+    assert_eq!((d.input_opens, d.output_opens), (1, 1));
+    (e, ev)
+}
+
 /// Asks for `stats` until `pred` holds on the device figures (10 s at most).
 fn wait_devices(
     engine: &Engine,
@@ -466,15 +478,9 @@ fn a_device_that_disappears_mid_call_falls_back_to_the_default_and_the_call_goes
 fn a_new_device_is_announced_and_a_new_default_is_followed() {
     let pulse = Pulse::start();
     let base = 35000 + (std::process::id() % 100) as u16 * 40;
-    let (e, mut ev) = Engine::spawn(
-        test_settings("default", "default".into(), base, false),
-        None,
-    )
-    .expect("the engine starts");
     // The engine answers once its devices are open and its loop (and the watcher) runs; the
     // watcher's first look, a moment later, is its baseline.
-    let d = wait_devices(&e, &mut ev, "opened", |_| true);
-    assert_eq!((d.input_opens, d.output_opens), (1, 1));
+    let (e, mut ev) = engine_on_default_devices(base);
     std::thread::sleep(Duration::from_millis(1000));
     let plugged = Instant::now();
     pulse
@@ -567,15 +573,21 @@ fn a_sound_server_that_dies_mid_call_leaves_silence_and_the_call_goes_on() {
     // Both of B's streams fail at once; nothing else can be opened (the turn is kept).
     pulse.kill_server();
     // Each direction reports its own failure, in either order.
+    let stopped = |e: &Event| -> Option<&'static str> {
+        let Event::Error { message } = e else {
+            return None;
+        };
+        ["input", "output"]
+            .into_iter()
+            .find(|dir| message.contains(&format!("audio {dir} default stopped working")))
+    };
     let mut failing = vec!["input", "output"];
     while !failing.is_empty() {
-        let e = wait_for(
-            &mut b_ev,
-            "the devices failing",
-            |e| matches!(e, Event::Error { message } if failing.iter().any(|dir| message.contains(&format!("audio {dir} default stopped working")))),
-        );
+        let e = wait_for(&mut b_ev, "the devices failing", |e| {
+            stopped(e).is_some_and(|dir| failing.contains(&dir))
+        });
         println!("{e:?}");
-        failing.retain(|dir| !matches!(&e, Event::Error { message } if message.contains(&format!("audio {dir} default stopped working"))));
+        failing.retain(|&dir| stopped(&e) != Some(dir));
     }
     let d = wait_devices(&b, &mut b_ev, "B on stand-ins", |d| {
         d.input == "silence" && d.output == "null"
@@ -639,13 +651,7 @@ fn wait_corked(pulse: &Pulse, want: bool, what: &str) {
 fn idle_devices_stay_open_but_paused_and_run_again_when_needed() {
     let pulse = Pulse::start();
     let base = 36000 + (std::process::id() % 100) as u16 * 40;
-    let (e, mut ev) = Engine::spawn(
-        test_settings("default", "default".into(), base, false),
-        None,
-    )
-    .expect("the engine starts");
-    let d = wait_devices(&e, &mut ev, "opened", |_| true);
-    assert_eq!((d.input_opens, d.output_opens), (1, 1));
+    let (e, mut ev) = engine_on_default_devices(base);
     // Nothing needs the devices: open but corked at the server, so they cost no CPU.
     wait_corked(&pulse, true, "idle");
     // The settings page's meter needs the microphone (and the engine's clock runs the output);

@@ -162,11 +162,10 @@ impl Pulse {
     pub fn pactl(&self, args: &[&str]) -> Result<String, String> {
         pactl(&self.dir, args)
     }
-}
 
-impl Pulse {
-    /// Stops the server as a crash would, keeping this test's turn: no other test's server can
-    /// take the socket path while the test checks what happens without one. Dropping stops it too.
+    /// Stops the server (its clients lose their connection), keeping this test's turn: no other
+    /// test's server can take the socket path while the test checks what happens without one.
+    /// Dropping stops it too.
     pub fn kill_server(&mut self) {
         // SIGTERM, then the kill if it lingers.
         unsafe {
