@@ -329,7 +329,7 @@ impl Bench<'_> {
         // The call: bob dials until the app rings (it may still be registering).
         self.xev.drain();
         let call_from = SystemTime::now();
-        call_until_ringing(self.bob, &setup.uri())?;
+        self.bob.call_until_ringing(&setup.uri(), STEP)?;
         let popup = self
             .xev
             .wait_map(pid, |t| kind.is_popup(t), STEP)
@@ -377,25 +377,6 @@ impl Bench<'_> {
             in_call,
             packets_to_caller,
         })
-    }
-}
-
-/// Calls `to` from bob until the call rings.
-fn call_until_ringing(bob: &mut Dialtone, to: &str) -> Result<()> {
-    let deadline = Instant::now() + STEP;
-    loop {
-        bob.send(&format!("call {to}"))?;
-        let ev = bob.wait_event(
-            |e| call_state("ringing")(e) || call_state("ended")(e) || call_state("established")(e),
-            STEP,
-        )?;
-        if ev["state"] == "ringing" {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!("{to} never rang: last event {ev}");
-        }
-        thread::sleep(Duration::from_millis(200));
     }
 }
 

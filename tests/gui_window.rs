@@ -7,7 +7,7 @@
 
 mod common;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use common::dialtone::{Dialtone, call_state, registration};
 use common::gui::{Gui, Xvfb};
 use common::peers::{Kamailio, PortBlock, WAIT};
@@ -73,25 +73,6 @@ fn keep_screenshot(from: &std::path::Path, name: &str) {
     }
 }
 
-/// Calls `to` from `bob` until the call rings (the app may still be registering).
-fn call_until_ringing(bob: &mut Dialtone, to: &str) -> Result<()> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        bob.send(&format!("call {to}"))?;
-        let ev = bob.wait_event(
-            |e| call_state("ringing")(e) || call_state("ended")(e) || call_state("established")(e),
-            WAIT,
-        )?;
-        if ev["state"] == "ringing" {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!("the app never rang: last event {ev}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn incoming_call_popup_accepted_with_a_click_opens_the_call_window() -> Result<()> {
     let ports = PortBlock::acquire();
@@ -141,7 +122,7 @@ fn incoming_call_popup_accepted_with_a_click_opens_the_call_window() -> Result<(
         ],
     )?;
     bob.wait_event(registration("registered"), WAIT)?;
-    call_until_ringing(&mut bob, &kam.uri("alice"))?;
+    bob.call_until_ringing(&kam.uri("alice"), WAIT)?;
 
     // The popup names the caller from the contacts (the contact's name, not SIP's display name).
     let (popup, _) = x

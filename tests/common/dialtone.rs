@@ -185,6 +185,30 @@ impl Dialtone {
         self.wait_from(0, &pred, timeout).map(|(_, event)| event)
     }
 
+    /// Calls `to` until the call rings (the callee may still be registering), retrying every
+    /// 200 ms until `within` has passed.
+    pub fn call_until_ringing(&mut self, to: &str, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            self.send(&format!("call {to}"))?;
+            let ev = self.wait_event(
+                |e| {
+                    call_state("ringing")(e)
+                        || call_state("ended")(e)
+                        || call_state("established")(e)
+                },
+                within,
+            )?;
+            if ev["state"] == "ringing" {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(anyhow!("{to} never rang: last event {ev}"));
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Sends `stats` and returns the next `stats` event.
     pub fn stats(&mut self, timeout: Duration) -> Result<Value> {
         // Only a stats event that comes after this request answers it.
