@@ -34,7 +34,6 @@ mod common;
 
 use std::fmt::Write as _;
 use std::fs;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -173,15 +172,7 @@ impl Setup {
                 cmd.args(["-f", self.user]);
             }
         }
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        fixtures::peers::die_with_parent(&mut cmd, libc::SIGKILL);
         let spawned = SystemTime::now();
         let child = cmd
             .spawn()

@@ -167,15 +167,7 @@ impl UaSetup {
             .stdout(writer.try_clone().context("cloning a pipe")?)
             .stderr(writer)
             .process_group(0);
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        peers::die_with_parent(&mut cmd, libc::SIGKILL);
         let started = SystemTime::now();
         let mut child = cmd
             .spawn()

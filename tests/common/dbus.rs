@@ -8,7 +8,6 @@
 //! which fails the test.
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 /// A running private bus; dropping it stops the daemon.
@@ -48,15 +47,7 @@ impl PrivateBus {
             .args(["--nofork", "--print-address=1", "--nopidfile"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        super::peers::die_with_parent(&mut cmd, libc::SIGTERM);
         let mut child = cmd.spawn().unwrap_or_else(|e| {
             panic!(
                 "cannot start dbus-daemon ({e}): install Debian `dbus` (scripts/install-deps.sh)"

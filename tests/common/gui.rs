@@ -4,7 +4,6 @@
 //! package to install (scripts/install-deps.sh installs them all).
 
 use std::io::{self, BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -13,18 +12,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::peers::require;
-
-fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
 
 /// A private X server (`Xvfb`, 1280×800, no TCP), on a display number it picks itself.
 pub struct Xvfb {
@@ -51,7 +38,7 @@ impl Xvfb {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-        die_with_parent(&mut cmd);
+        super::peers::die_with_parent(&mut cmd, libc::SIGTERM);
         let mut child = cmd.spawn().context("starting Xvfb")?;
         let stdout = child.stdout.take().context("Xvfb stdout")?;
         // Xvfb writes the display number once the server accepts connections.
@@ -332,7 +319,7 @@ impl Gui {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?);
-        die_with_parent(&mut cmd);
+        super::peers::die_with_parent(&mut cmd, libc::SIGTERM);
         let started = Instant::now();
         let child = cmd.spawn().context("starting the dialtone app")?;
         Ok(Gui {

@@ -40,6 +40,20 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use tempfile::TempDir;
 
+/// Has `signal` sent to the spawned process when the thread that spawned it ends
+/// (PR_SET_PDEATHSIG): a killed test or bench run leaves no process behind.
+pub fn die_with_parent(cmd: &mut Command, signal: libc::c_int) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// The only address peers bind and send to.
 pub const HOST: &str = "127.0.0.1";
 /// A generous default for waits on peers (they normally answer within milliseconds).
@@ -388,15 +402,7 @@ impl Peer {
             .stdout(writer.try_clone().context("duplicating the output pipe")?)
             .stderr(writer)
             .process_group(0);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) == -1 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        die_with_parent(&mut cmd, libc::SIGTERM);
         let mut child = cmd
             .spawn()
             .with_context(|| format!("starting {name}: {cmd:?}"))?;

@@ -14,7 +14,6 @@
 //! A missing `pulseaudio` fails the test (install it with scripts/install-deps.sh); it never skips.
 
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -99,15 +98,7 @@ impl Pulse {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        super::peers::die_with_parent(&mut cmd, libc::SIGTERM);
         let child = cmd.spawn().unwrap_or_else(|e| {
             panic!(
                 "cannot run pulseaudio ({e}): install it with scripts/install-deps.sh \
