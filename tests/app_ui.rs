@@ -8,13 +8,12 @@ use dialtone::store::settings::{Account, Settings};
 use dialtone::store::{Contact, Database};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 struct FakeEngine {
     events: mpsc::UnboundedSender<Event>,
-    sent: Rc<RefCell<Vec<Command>>>,
+    sent: Arc<Mutex<Vec<Command>>>,
 }
 
 impl FakeEngine {
@@ -23,7 +22,7 @@ impl FakeEngine {
     }
 
     fn take(&self) -> Vec<Command> {
-        std::mem::take(&mut self.sent.borrow_mut())
+        std::mem::take(&mut self.sent.lock().unwrap())
     }
 }
 
@@ -47,9 +46,9 @@ fn app_with(
             .collect(),
         ..Settings::default()
     };
-    let sent = Rc::new(RefCell::new(Vec::new()));
+    let sent = Arc::new(Mutex::new(Vec::new()));
     let s = sent.clone();
-    let link = EngineLink::new(move |c| s.borrow_mut().push(c), rx);
+    let link = EngineLink::new(move |c| s.lock().unwrap().push(c), rx);
     let init = AppInit {
         link,
         settings,

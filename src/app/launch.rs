@@ -119,11 +119,21 @@ pub fn run(gui: GuiSettings, opts: LaunchOptions) -> i32 {
     ctx.set_embed_viewports(false);
     ctx.options_mut(|o| o.max_passes = std::num::NonZeroUsize::new(2).unwrap_or(o.max_passes));
     let waker_ctx = ctx.clone();
-    let waker: Waker = Arc::new(move || waker_ctx.request_repaint());
-    let (engine, events) = match Engine::spawn(settings.clone(), Some(waker.clone())) {
+    // The main window's: from another thread `request_repaint` would wake whichever viewport
+    // the UI thread happens to be painting.
+    let waker: Waker = Arc::new(move || waker_ctx.request_repaint_of(egui::ViewportId::ROOT));
+    // The engine's events wake the windows through `wake::forward`, not through a waker.
+    let (engine, events) = match Engine::spawn(settings.clone(), None) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("dialtone: cannot start the engine: {e}");
+            return 1;
+        }
+    };
+    let events = match super::wake::forward(ctx.clone(), events) {
+        Ok(rx) => rx,
+        Err(e) => {
+            eprintln!("dialtone: cannot start the UI's event thread: {e}");
             return 1;
         }
     };
@@ -216,7 +226,7 @@ fn close_on_signals(ctx: &egui::Context, force_quit: Arc<std::sync::atomic::Atom
             tracing::info!("signal received: closing");
             force_quit.store(true, std::sync::atomic::Ordering::Relaxed);
             ctx.send_viewport_cmd_to(egui::ViewportId::ROOT, egui::ViewportCommand::Close);
-            ctx.request_repaint();
+            ctx.request_repaint_of(egui::ViewportId::ROOT);
         });
     if let Err(e) = spawned {
         tracing::warn!("cannot watch signals: {e}");

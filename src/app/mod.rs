@@ -3,14 +3,24 @@
 //!
 //! The app never touches protocol state: it sends `Command`s through an [`EngineLink`] and renders a
 //! [`model::Model`] built from the engine's `Event`s, drained in `App::logic` so calls ring even
-//! while the window is minimised. The engine wakes the UI with `request_repaint`; nothing repaints
-//! while idle except a once-a-second tick while a call is live (for its duration).
+//! while the window is minimised.
+//!
+//! Repainting is what a softphone's CPU goes on all day (under a software rasteriser a frame of
+//! the main window costs milliseconds), so each window repaints only when what it shows changes:
+//! - The state lives in one [`AppState`] behind a mutex; the main window and the popups are drawn
+//!   from it on the UI thread, and each call window is a *deferred* viewport whose callback locks
+//!   it: a call window repaints alone, without the main window (an immediate viewport would
+//!   redraw its parent with it).
+//! - Engine events wake the main window (and the call windows when a call changed); level events
+//!   wake only the call window whose meter moved by a visible step ([`wake`]); a call
+//!   window ticks once a second for its duration; nothing repaints while idle.
 
 pub mod launch;
 pub mod model;
 pub mod store_worker;
 pub mod theme;
 mod ui;
+pub mod wake;
 
 use crate::api::{CallId, Command, Event};
 use crate::desktop::notify::{NotificationAction, NotificationEvent, NotificationHandle, Notifier};
@@ -19,21 +29,22 @@ use crate::store::settings::Settings;
 use crate::store::{Contact, HistoryEntry, find_contact};
 use model::{Effect, Model};
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use store_worker::{StoreOp, StoreUpdate, StoreWorker};
 use tokio::sync::mpsc;
 
 /// The app's way to the engine: commands out, events in. A real `Engine`, or a channel pair in tests.
 pub struct EngineLink {
-    send: Box<dyn Fn(Command)>,
+    send: Box<dyn Fn(Command) + Send>,
     events: mpsc::UnboundedReceiver<Event>,
     /// Whatever must live as long as the app (the engine itself, the echo service).
-    _keep: Vec<Box<dyn std::any::Any>>,
+    _keep: Vec<Box<dyn std::any::Any + Send>>,
 }
 
 impl EngineLink {
     pub fn new(
-        send: impl Fn(Command) + 'static,
+        send: impl Fn(Command) + Send + 'static,
         events: mpsc::UnboundedReceiver<Event>,
     ) -> EngineLink {
         EngineLink {
@@ -44,7 +55,7 @@ impl EngineLink {
     }
 
     /// Keeps `thing` alive until the app exits (dropped after the UI, which stops engines cleanly).
-    pub fn keep(mut self, thing: impl std::any::Any) -> EngineLink {
+    pub fn keep(mut self, thing: impl std::any::Any + Send) -> EngineLink {
         self._keep.push(Box::new(thing));
         self
     }
@@ -93,7 +104,14 @@ pub struct AppInit {
     pub force_quit: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
+/// The desktop app as eframe runs it: the state, shared with the call windows' callbacks.
 pub struct DialtoneApp {
+    state: Arc<Mutex<AppState>>,
+}
+
+/// Everything the windows show and edit. Locked by one window's pass at a time, all on the UI
+/// thread (deferred viewports are painted by the same event loop), so the lock never waits.
+pub struct AppState {
     link: EngineLink,
     pub(crate) settings: Settings,
     pub(crate) store: StoreWorker,
@@ -132,6 +150,26 @@ pub struct DialtoneApp {
 
 impl DialtoneApp {
     pub fn new(ctx: &egui::Context, init: AppInit) -> DialtoneApp {
+        DialtoneApp {
+            state: Arc::new(Mutex::new(AppState::new(ctx, init))),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, AppState> {
+        lock(&self.state)
+    }
+}
+
+/// The state, also after a panic in some window's pass (the data stays consistent: every change
+/// is one assignment or one model call).
+pub(crate) fn lock(state: &Mutex<AppState>) -> MutexGuard<'_, AppState> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl AppState {
+    fn new(ctx: &egui::Context, init: AppInit) -> AppState {
         theme::install(ctx);
         let accounts = init
             .settings
@@ -142,7 +180,7 @@ impl DialtoneApp {
         for n in init.notices {
             model.notice(n);
         }
-        let mut app = DialtoneApp {
+        let mut app = AppState {
             link: init.link,
             model,
             settings: init.settings,
@@ -239,13 +277,13 @@ impl DialtoneApp {
         }
     }
 
-    /// Drains the engine's events into the model; returns whether anything changed.
+    /// Drains the engine's events into the model; returns whether anything but levels came.
     fn drain_events(&mut self) -> bool {
         let mut changed = false;
         let now = Instant::now();
         let wall_ms = unix_ms();
         while let Ok(ev) = self.link.events.try_recv() {
-            changed = true;
+            changed |= !matches!(ev, Event::Levels { .. });
             let contacts = &self.contacts;
             let echo = self.echo_uri.as_deref();
             let name_of = |uri: &str| {
@@ -395,9 +433,13 @@ pub(crate) fn unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
-impl eframe::App for DialtoneApp {
-    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
-        self.drain_events();
+impl AppState {
+    /// What the main window's pass does before drawing: events, store, notifications, links
+    /// handed over, the meter, stats; then when the main window and the call windows repaint.
+    fn logic(&mut self, ctx: &egui::Context) {
+        if self.drain_events() {
+            self.repaint_call_windows(ctx, None);
+        }
         if self.drain_store() {
             ctx.request_repaint();
         }
@@ -421,21 +463,64 @@ impl eframe::App for DialtoneApp {
         {
             // A popup window was just created: paint it at once, not at the next tick.
             ctx.request_repaint_after(Duration::from_millis(30));
-        } else if self.model.calls.values().any(|c| c.is_up()) || self.page == Page::Settings {
-            // Level meters (the engine does not wake the UI for them): five frames a second.
+        } else if self.page == Page::Settings {
+            // The input meter (level events do not wake the main window): five frames a second.
             ctx.request_repaint_after(Duration::from_millis(200));
-        } else if self.model.any_live() {
-            // Durations tick; ended calls' windows linger then close.
-            ctx.request_repaint_after(Duration::from_millis(500));
+        } else if let Some(gone) = self.model.next_sweep(now) {
+            // An ended call's window lingers, then goes with the main window's next pass.
+            ctx.request_repaint_after(gone);
         }
         if self.model.stopped {
             ctx.send_viewport_cmd_to(egui::ViewportId::ROOT, egui::ViewportCommand::Close);
         }
     }
 
+    /// A call may have changed: its window shows it (each call window is deferred and repaints
+    /// only when asked). `but` is the window whose pass is running.
+    fn repaint_call_windows(&self, ctx: &egui::Context, but: Option<CallId>) {
+        for c in self.model.calls.values() {
+            if Model::has_window(c) && Some(c.id) != but {
+                ctx.request_repaint_of(ui::call_window::viewport_id(c.id));
+            }
+        }
+    }
+
+    /// What a call window's pass does first: the newest events (levels above all), and stats
+    /// while it shows them. Returns when the window should repaint by itself next.
+    fn call_window_logic(&mut self, ctx: &egui::Context, id: CallId) -> Option<Duration> {
+        if self.drain_events() {
+            // Not only levels: the main window and the other calls' windows may show it too.
+            ctx.request_repaint_of(egui::ViewportId::ROOT);
+            self.repaint_call_windows(ctx, Some(id));
+        }
+        let now = Instant::now();
+        self.poll_stats(now);
+        let c = self.model.calls.get(&id)?;
+        if c.is_ended() {
+            None
+        } else if c.window.show_stats {
+            // Figures come once a second, and wake no window.
+            Some(Duration::from_millis(500))
+        } else {
+            // The duration: at the next whole second of it.
+            let into = c.duration(now).subsec_millis();
+            Some(Duration::from_millis(u64::from(1000 - into)))
+        }
+    }
+}
+
+impl eframe::App for DialtoneApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.lock().logic(ctx);
+    }
+
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        ui::main_window::show(self, ui);
-        ui::call_window::show_all(self, ui.ctx());
-        ui::incoming::show_all(self, ui.ctx());
+        {
+            let mut app = self.lock();
+            ui::main_window::show(&mut app, ui);
+            ui::incoming::show_all(&mut app, ui.ctx());
+        }
+        // Unlocked: an embedded (test) call window runs its callback right here.
+        ui::call_window::show_all(&self.state, ui.ctx());
     }
 }

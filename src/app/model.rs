@@ -175,6 +175,17 @@ impl CallView {
     }
 
     /// One line for people: "Ringing…", "On hold", "03:12", "Busy".
+    /// The state without the running duration, for the main window's list of live calls (which
+    /// then needs no repaint every second; the call's own window shows the duration).
+    pub fn brief_status(&self) -> String {
+        match self.state {
+            CallState::Established => "In call".into(),
+            CallState::Held if self.hold.local => "On hold".into(),
+            CallState::Held => "Held by the other side".into(),
+            _ => self.status_text(self.started),
+        }
+    }
+
     pub fn status_text(&self, now: Instant) -> String {
         match self.state {
             CallState::Calling => "Calling…".into(),
@@ -610,6 +621,15 @@ impl Model {
         });
     }
 
+    /// How long until [`Self::sweep`] drops the next ended call (`None`: no call has ended).
+    pub fn next_sweep(&self, now: Instant) -> Option<Duration> {
+        self.calls
+            .values()
+            .filter_map(|c| c.ended.as_ref())
+            .map(|(at, _, _)| ENDED_LINGER.saturating_sub(now.saturating_duration_since(*at)))
+            .min()
+    }
+
     /// The incoming calls still ringing, oldest first.
     pub fn ringing(&self) -> impl Iterator<Item = &CallView> {
         self.calls.values().filter(|c| c.ringing_popup)
@@ -761,6 +781,8 @@ mod tests {
         m.apply(call_event(7, CallState::Established, None), t, 0, &no_names);
         let later = t + Duration::from_secs(65);
         assert_eq!(m.calls[&CallId(7)].status_text(later), "1:05");
+        assert_eq!(m.calls[&CallId(7)].brief_status(), "In call");
+        assert_eq!(m.next_sweep(later), None, "nothing has ended");
         let fx = m.apply(
             call_event(7, CallState::Ended, Some(EndReason::RemoteHangup)),
             later,
@@ -778,6 +800,10 @@ mod tests {
         // The window lingers, then goes.
         m.sweep(later + Duration::from_secs(1));
         assert!(m.calls.contains_key(&CallId(7)));
+        assert_eq!(
+            m.next_sweep(later + Duration::from_secs(1)),
+            Some(ENDED_LINGER - Duration::from_secs(1))
+        );
         m.sweep(later + ENDED_LINGER);
         assert!(m.calls.is_empty());
     }

@@ -141,14 +141,27 @@ pub fn initials(name: &str) -> String {
     }
 }
 
-/// A horizontal level bar for -60..0 dBFS, labelled for screen readers.
+/// A meter's steps: 2 dB each over the 60 dB below full scale.
+pub const METER_STEPS: u8 = 30;
+/// From this step up (-6 dBFS and louder) the meter shows amber: close to clipping.
+const METER_HOT: u8 = 27;
+
+/// The step a meter shows for a level: what it draws, and what decides whether a new level is
+/// worth a frame (`app::wake`).
+pub fn meter_step(dbfs: f32) -> u8 {
+    let step = ((dbfs + 60.0) / 2.0).floor();
+    step.clamp(0.0, f32::from(METER_STEPS)) as u8
+}
+
+/// A horizontal level bar for -60..0 dBFS in [`METER_STEPS`] steps, labelled for screen readers.
 pub fn level_meter(ui: &mut Ui, label: &str, dbfs: f32) {
-    let frac = ((dbfs + 60.0) / 60.0).clamp(0.0, 1.0);
+    let step = meter_step(dbfs);
+    let frac = f32::from(step) / f32::from(METER_STEPS);
     ui.horizontal(|ui| {
         ui.label(RichText::new(label).small());
         let bar = egui::ProgressBar::new(frac)
             .desired_height(8.0)
-            .fill(if dbfs > -6.0 { AMBER } else { GREEN });
+            .fill(if step >= METER_HOT { AMBER } else { GREEN });
         ui.add(bar)
             .on_hover_text(format!("{label}: {dbfs:.0} dBFS"));
     });

@@ -3,10 +3,11 @@
 //! window hangs up, after asking if the call is up.
 
 use crate::api::{CallId, CallState, Command, Direction};
-use crate::app::DialtoneApp;
 use crate::app::model::CallView;
 use crate::app::theme::{self, icon};
+use crate::app::{AppState, lock};
 use egui::{Key, KeyboardShortcut, Modifiers, RichText, Ui, ViewportBuilder, ViewportId};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 const MUTE_KEY: KeyboardShortcut = KeyboardShortcut::new(Modifiers::CTRL, Key::M);
@@ -18,38 +19,50 @@ pub fn viewport_id(call: CallId) -> ViewportId {
 }
 
 /// Shows the window of every call that has one (every call but incoming ones still ringing).
-pub fn show_all(app: &mut DialtoneApp, ctx: &egui::Context) {
-    let ids: Vec<CallId> = app
+///
+/// Each is a deferred viewport: egui calls its callback when that window repaints, and it locks
+/// the state itself, so a call window repaints without the main window. The caller holds no
+/// lock (an embedded window, in tests, runs its callback right away).
+pub fn show_all(state: &Arc<Mutex<AppState>>, ctx: &egui::Context) {
+    let windows: Vec<(CallId, String)> = lock(state)
         .model
         .calls
         .values()
         .filter(|c| crate::app::model::Model::has_window(c))
-        .map(|c| c.id)
+        .map(|c| (c.id, c.name.clone()))
         .collect();
-    for id in ids {
-        let Some(c) = app.model.calls.get(&id) else {
-            continue;
-        };
+    for (id, name) in windows {
         let builder = ViewportBuilder::default()
-            .with_title(format!("{} — Dialtone", c.name))
+            .with_title(format!("{name} — Dialtone"))
             .with_app_id("dialtone")
             .with_inner_size([360.0, 470.0])
             .with_min_inner_size([300.0, 360.0]);
-        ctx.show_viewport_immediate(viewport_id(id), builder, |ui, class| {
+        // Weak: the context keeps the callback, and must not keep the app (and its engine)
+        // alive after the main window closed.
+        let state = Arc::downgrade(state);
+        ctx.show_viewport_deferred(viewport_id(id), builder, move |ui, class| {
+            let Some(state) = state.upgrade() else {
+                return;
+            };
+            let mut app = lock(&state);
             if class == egui::ViewportClass::EmbeddedWindow {
-                // Tests (and back-ends without windows) show it as a window inside the main one.
-                call_ui(app, ui, id);
+                // Tests (and back-ends without windows) show it as a window inside the main one,
+                // whose pass has done the logic.
+                call_ui(&mut app, ui, id);
             } else {
-                egui::CentralPanel::default_margins().show(ui, |ui| call_ui(app, ui, id));
+                if let Some(next) = app.call_window_logic(ui.ctx(), id) {
+                    ui.ctx().request_repaint_after(next);
+                }
+                egui::CentralPanel::default_margins().show(ui, |ui| call_ui(&mut app, ui, id));
             }
             if ui.input(|i| i.viewport().close_requested()) {
-                on_close_requested(app, ui.ctx(), id);
+                on_close_requested(&mut app, ui.ctx(), id);
             }
         });
     }
 }
 
-fn on_close_requested(app: &mut DialtoneApp, ctx: &egui::Context, id: CallId) {
+fn on_close_requested(app: &mut AppState, ctx: &egui::Context, id: CallId) {
     let Some(c) = app.model.calls.get_mut(&id) else {
         return;
     };
@@ -59,13 +72,15 @@ fn on_close_requested(app: &mut DialtoneApp, ctx: &egui::Context, id: CallId) {
         c.window.confirm_hangup = true;
     } else if c.is_ended() {
         c.window_closed = true;
+        // The main window's pass is what stops showing this viewport.
+        ctx.request_repaint_of(egui::ViewportId::ROOT);
     } else {
         let cmd = app.model.hangup(id);
         app.send_opt(cmd);
     }
 }
 
-fn call_ui(app: &mut DialtoneApp, ui: &mut Ui, id: CallId) {
+fn call_ui(app: &mut AppState, ui: &mut Ui, id: CallId) {
     let now = Instant::now();
     let Some(c) = app.model.calls.get(&id) else {
         return;
@@ -214,7 +229,7 @@ fn call_ui(app: &mut DialtoneApp, ui: &mut Ui, id: CallId) {
 }
 
 /// Resume puts the other live calls on hold first; hold just holds.
-fn hold_or_resume(app: &mut DialtoneApp, c: &CallView) -> Vec<Option<Command>> {
+fn hold_or_resume(app: &mut AppState, c: &CallView) -> Vec<Option<Command>> {
     if c.state == CallState::Held && c.hold.local {
         app.model
             .resume_exclusive(c.id)
@@ -226,7 +241,7 @@ fn hold_or_resume(app: &mut DialtoneApp, c: &CallView) -> Vec<Option<Command>> {
     }
 }
 
-fn confirm_hangup(app: &mut DialtoneApp, ui: &mut Ui, c: &CallView) {
+fn confirm_hangup(app: &mut AppState, ui: &mut Ui, c: &CallView) {
     ui.vertical_centered(|ui| {
         ui.label(format!("Hang up the call with {}?", c.name));
         ui.add_space(6.0);

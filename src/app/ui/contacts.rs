@@ -2,13 +2,13 @@
 //! numbers), favourites on top, add / edit / delete, vCard import and export (a path, or a .vcf
 //! file dropped on the window), and the built-in "Echo test" entry on top.
 
-use crate::app::DialtoneApp;
+use crate::app::AppState;
 use crate::app::store_worker::StoreOp;
 use crate::app::theme::{self, icon};
 use crate::store::{Contact, ContactNumber};
 use egui::{RichText, Ui};
 
-pub fn show(app: &mut DialtoneApp, ui: &mut Ui) {
+pub fn show(app: &mut AppState, ui: &mut Ui) {
     if app.editing.is_some() {
         editor(app, ui);
         return;
@@ -188,7 +188,7 @@ fn row(ui: &mut Ui, name: &str, detail: &str, favourite: bool, builtin: bool) ->
     RowClicks { call, edit }
 }
 
-fn vcard_row(app: &mut DialtoneApp, ui: &mut Ui) {
+fn vcard_row(app: &mut AppState, ui: &mut Ui) {
     ui.horizontal(|ui| {
         let resp = ui.add(
             egui::TextEdit::singleline(&mut app.vcard_path)
@@ -213,7 +213,7 @@ fn vcard_row(app: &mut DialtoneApp, ui: &mut Ui) {
     });
 }
 
-fn editor(app: &mut DialtoneApp, ui: &mut Ui) {
+fn editor(app: &mut AppState, ui: &mut Ui) {
     let Some(c) = app.editing.as_mut() else {
         return;
     };

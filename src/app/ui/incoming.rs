@@ -3,7 +3,7 @@
 //! without activation, so it never takes the keyboard from the application the user types in.
 
 use crate::api::CallId;
-use crate::app::DialtoneApp;
+use crate::app::AppState;
 use crate::app::model::uri_user;
 use crate::app::theme::{self, icon};
 use egui::{Key, RichText, ViewportBuilder, ViewportId};
@@ -12,7 +12,7 @@ pub fn viewport_id(call: CallId) -> ViewportId {
     ViewportId::from_hash_of(("dialtone-incoming", call.0))
 }
 
-pub fn show_all(app: &mut DialtoneApp, ctx: &egui::Context) {
+pub fn show_all(app: &mut AppState, ctx: &egui::Context) {
     let ringing: Vec<(CallId, String, String, Option<String>)> = app
         .model
         .ringing()

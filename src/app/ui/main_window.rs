@@ -4,10 +4,10 @@
 use crate::app::model::AccountState;
 use crate::app::store_worker::StoreOp;
 use crate::app::theme::{self, icon};
-use crate::app::{DialtoneApp, Page};
+use crate::app::{AppState, Page};
 use egui::{Key, RichText, Ui};
 
-pub fn show(app: &mut DialtoneApp, ui: &mut Ui) {
+pub fn show(app: &mut AppState, ui: &mut Ui) {
     // A vCard file dropped on the window is imported.
     let dropped: Vec<std::path::PathBuf> = ui.input(|i| {
         i.raw
@@ -46,7 +46,7 @@ pub fn show(app: &mut DialtoneApp, ui: &mut Ui) {
     });
 }
 
-fn accounts(app: &mut DialtoneApp, ui: &mut Ui) {
+fn accounts(app: &mut AppState, ui: &mut Ui) {
     if app.model.accounts.is_empty() {
         ui.horizontal(|ui| {
             theme::status_dot(ui, theme::GREY);
@@ -81,7 +81,7 @@ fn accounts(app: &mut DialtoneApp, ui: &mut Ui) {
     }
 }
 
-fn notices(app: &mut DialtoneApp, ui: &mut Ui) {
+fn notices(app: &mut AppState, ui: &mut Ui) {
     let mut dismiss = None;
     for (i, n) in app.model.notices.iter().enumerate() {
         let color = if n.error { theme::RED } else { theme::ACCENT };
@@ -107,7 +107,7 @@ fn notices(app: &mut DialtoneApp, ui: &mut Ui) {
     }
 }
 
-fn address_row(app: &mut DialtoneApp, ui: &mut Ui) {
+fn address_row(app: &mut AppState, ui: &mut Ui) {
     ui.horizontal(|ui| {
         let width = (ui.available_width() - 126.0).max(120.0);
         let edit = egui::TextEdit::singleline(&mut app.address)
@@ -127,7 +127,7 @@ fn address_row(app: &mut DialtoneApp, ui: &mut Ui) {
     });
 }
 
-fn tabs(app: &mut DialtoneApp, ui: &mut Ui) {
+fn tabs(app: &mut AppState, ui: &mut Ui) {
     ui.horizontal(|ui| {
         let recents = if app.unseen_missed > 0 {
             format!("Recents ({})", app.unseen_missed)
@@ -150,7 +150,7 @@ fn tabs(app: &mut DialtoneApp, ui: &mut Ui) {
     });
 }
 
-fn keypad_page(app: &mut DialtoneApp, ui: &mut Ui) {
+fn keypad_page(app: &mut AppState, ui: &mut Ui) {
     ui.vertical_centered(|ui| {
         ui.add_space(8.0);
         if let Some(d) = super::keypad::show(ui, 48.0) {
@@ -167,8 +167,7 @@ fn keypad_page(app: &mut DialtoneApp, ui: &mut Ui) {
     });
 }
 
-fn live_calls(app: &mut DialtoneApp, ui: &mut Ui) {
-    let now = std::time::Instant::now();
+fn live_calls(app: &mut AppState, ui: &mut Ui) {
     for c in app.model.calls.values() {
         if c.is_ended() {
             continue;
@@ -176,7 +175,7 @@ fn live_calls(app: &mut DialtoneApp, ui: &mut Ui) {
         ui.horizontal(|ui| {
             theme::avatar(ui, &c.name, 22.0);
             ui.label(RichText::new(&c.name).strong());
-            ui.label(c.status_text(now));
+            ui.label(c.brief_status());
             if !c.ringing_popup
                 && ui
                     .small_button("Show")
@@ -193,7 +192,7 @@ fn live_calls(app: &mut DialtoneApp, ui: &mut Ui) {
 }
 
 /// Closing the main window quits Dialtone: with calls up, ask first.
-fn quit_guard(app: &mut DialtoneApp, ui: &mut Ui) {
+fn quit_guard(app: &mut AppState, ui: &mut Ui) {
     if app
         .force_quit
         .as_ref()
@@ -211,7 +210,7 @@ fn quit_guard(app: &mut DialtoneApp, ui: &mut Ui) {
     }
 }
 
-fn confirm_quit(app: &mut DialtoneApp, ui: &mut Ui) {
+fn confirm_quit(app: &mut AppState, ui: &mut Ui) {
     let n = app.model.calls.values().filter(|c| c.is_up()).count();
     egui::Frame::new()
         .fill(theme::AMBER.gamma_multiply(0.2))

@@ -1,7 +1,7 @@
 //! The recents page: incoming, outgoing and missed calls with time and duration, call back with
 //! one click. Opening the page marks missed calls as seen (the tab counts them until then).
 
-use crate::app::DialtoneApp;
+use crate::app::AppState;
 use crate::app::model::format_duration;
 use crate::app::store_worker::StoreOp;
 use crate::app::theme::{self, icon};
@@ -9,7 +9,7 @@ use crate::store::{Direction, HistoryEntry, Outcome};
 use egui::{RichText, Ui};
 use std::time::Duration;
 
-pub fn show(app: &mut DialtoneApp, ui: &mut Ui) {
+pub fn show(app: &mut AppState, ui: &mut Ui) {
     ui.horizontal(|ui| {
         ui.heading("Recent calls");
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {

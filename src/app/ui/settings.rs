@@ -6,11 +6,11 @@
 use crate::api::Command;
 use crate::app::model::AccountState;
 use crate::app::theme::{self, icon};
-use crate::app::{AccountDraft, DialtoneApp};
+use crate::app::{AccountDraft, AppState};
 use crate::store::settings::{Account, MediaEncryption, Transport};
 use egui::{RichText, Ui};
 
-pub fn show(app: &mut DialtoneApp, ui: &mut Ui) {
+pub fn show(app: &mut AppState, ui: &mut Ui) {
     if app.account_draft.is_some() {
         account_editor(app, ui);
         return;
@@ -33,7 +33,7 @@ fn section(ui: &mut Ui, title: &str) {
     ui.separator();
 }
 
-fn accounts(app: &mut DialtoneApp, ui: &mut Ui) {
+fn accounts(app: &mut AppState, ui: &mut Ui) {
     section(ui, "Accounts");
     let mut edit = None;
     let mut remove = None;
@@ -93,7 +93,7 @@ fn accounts(app: &mut DialtoneApp, ui: &mut Ui) {
     }
 }
 
-fn account_editor(app: &mut DialtoneApp, ui: &mut Ui) {
+fn account_editor(app: &mut AppState, ui: &mut Ui) {
     let Some(d) = app.account_draft.as_mut() else {
         return;
     };
@@ -279,7 +279,7 @@ fn device_combo(
     choice.filter(|c| c != current)
 }
 
-fn audio(app: &mut DialtoneApp, ui: &mut Ui) {
+fn audio(app: &mut AppState, ui: &mut Ui) {
     section(ui, "Audio");
     let mut s = app.settings.clone();
     let mut changed = false;
@@ -363,7 +363,7 @@ fn audio(app: &mut DialtoneApp, ui: &mut Ui) {
     }
 }
 
-fn calls(app: &mut DialtoneApp, ui: &mut Ui) {
+fn calls(app: &mut AppState, ui: &mut Ui) {
     section(ui, "Calls");
     let mut s = app.settings.clone();
     let a = ui
@@ -380,7 +380,7 @@ fn calls(app: &mut DialtoneApp, ui: &mut Ui) {
     }
 }
 
-fn storage(app: &mut DialtoneApp, ui: &mut Ui) {
+fn storage(app: &mut AppState, ui: &mut Ui) {
     section(ui, "Storage");
     let file = match &app.settings_path {
         Some(p) => format!("Settings: {}", p.display()),
@@ -402,6 +402,6 @@ fn storage(app: &mut DialtoneApp, ui: &mut Ui) {
 }
 
 /// Keeps the settings page's live parts fed: the input meter runs only while it is open.
-pub fn monitor_wanted(app: &DialtoneApp) -> bool {
+pub fn monitor_wanted(app: &AppState) -> bool {
     app.page == crate::app::Page::Settings
 }
