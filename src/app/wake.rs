@@ -3,8 +3,8 @@
 //! The engine's events pass through here on their way to the app (a thread of their own, so the
 //! UI thread never waits): every event but levels wakes the main window, which applies it and
 //! wakes the call windows it concerns. Level events (ten a second per call) wake only the window
-//! of a call whose meter would be drawn differently ([`theme::meter_step`]), at most five times a
-//! second: a steady tone, silence, a muted or held call cost no frame at all.
+//! of a call whose meter moved by a step ([`theme::meter_step`]), at most five times a second: a
+//! steady tone, silence, a noise floor, a muted or held call cost no frame at all.
 
 use super::theme;
 use super::ui::call_window::viewport_id;
@@ -60,9 +60,20 @@ struct Meters {
 }
 
 struct Shown {
-    steps: (u8, u8),
+    /// The input and output levels the window was last woken for.
+    levels: (f32, f32),
     woken: Instant,
 }
+
+/// Is `new` worth a frame over `shown`? Only when the meter shows another step *and* the level
+/// moved by a whole step (2 dB): a level hovering at a step's edge (the residue of an echo
+/// canceller, a steady noise floor) would otherwise flicker between two steps ten times a second.
+fn moved(shown: f32, new: f32) -> bool {
+    theme::meter_step(shown) != theme::meter_step(new) && (new - shown).abs() >= METER_STEP_DB
+}
+
+/// One meter step, in dB (see [`theme::meter_step`]).
+const METER_STEP_DB: f32 = 2.0;
 
 impl Meters {
     fn wake_for(&mut self, ev: &Event, now: Instant) -> Wake {
@@ -72,24 +83,23 @@ impl Meters {
         // Calls no longer in the levels have no media (ended, or before answer).
         self.shown
             .retain(|id, _| calls.iter().any(|level| level.call == *id));
-        let input = theme::meter_step(*input_dbfs);
         let mut wake = Vec::new();
         for level in calls {
-            let steps = (input, theme::meter_step(level.output_dbfs));
+            let levels = (*input_dbfs, level.output_dbfs);
             match self.shown.get_mut(&level.call) {
-                Some(s) if s.steps == steps => {}
+                Some(s) if !moved(s.levels.0, levels.0) && !moved(s.levels.1, levels.1) => {}
                 Some(s) => {
                     // A wake before METER_PERIOD is over is deferred to its end.
                     let since = now.saturating_duration_since(s.woken);
                     let after = METER_PERIOD.saturating_sub(since);
-                    s.steps = steps;
+                    s.levels = levels;
                     if after.is_zero() {
                         s.woken = now;
                     }
                     wake.push((level.call, after));
                 }
                 None => {
-                    self.shown.insert(level.call, Shown { steps, woken: now });
+                    self.shown.insert(level.call, Shown { levels, woken: now });
                     wake.push((level.call, Duration::ZERO));
                 }
             }
@@ -120,11 +130,12 @@ mod tests {
     fn a_steady_level_wakes_a_call_window_once() {
         let mut m = Meters::default();
         let t = Instant::now();
-        let first = m.wake_for(&levels(-41.0, &[(1, -21.0)]), t);
+        let first = m.wake_for(&levels(-40.5, &[(1, -21.0)]), t);
         assert_eq!(first, Wake::Calls(vec![(CallId(1), Duration::ZERO)]));
         for n in 1..50 {
-            // Within a meter step: no frame.
-            let ev = levels(-40.3, &[(1, -20.2)]);
+            // Hovering at a step's edge (-40 dB), less than a step away: no frame.
+            let wobble = if n % 2 == 0 { 0.9 } else { -0.9 };
+            let ev = levels(-40.0 + wobble, &[(1, -20.2)]);
             let at = t + Duration::from_millis(100 * n);
             assert_eq!(m.wake_for(&ev, at), Wake::Calls(vec![]), "at {n}");
         }
