@@ -21,6 +21,8 @@ use super::{ClientError, PlaybackSource, RecordSink};
 type ReplyResult<'a> =
     Result<(&'a mut ReactorState, &'a mut dyn io::BufRead), protocol::PulseError>;
 type ReplyHandler = Box<dyn FnOnce(ReplyResult<'_>) + Send + 'static>;
+// Dialtone patch: what `Client::subscribe` installs.
+pub(super) type Subscriber = Box<dyn FnMut(protocol::SubscriptionEvent) + Send + 'static>;
 
 struct PlaybackStreamState {
     stream_info: protocol::CreatePlaybackStreamReply,
@@ -41,6 +43,8 @@ struct ReactorState {
     handlers: BTreeMap<u32, ReplyHandler>,
     playback_streams: BTreeMap<u32, PlaybackStreamState>,
     record_streams: BTreeMap<u32, RecordStreamState>,
+    // Dialtone patch: called with each SubscribeEvent; dropped with the reactor.
+    subscriber: Option<Subscriber>,
 }
 
 struct SharedState {
@@ -88,6 +92,22 @@ impl ReactorHandle {
 
         // Wait for the response.
         rx.await.map_err(|_| ClientError::Disconnected)?
+    }
+
+    // Dialtone patch: installs the subscriber, then sends the mask.
+    pub(super) async fn subscribe(
+        &self,
+        mask: protocol::SubscriptionMask,
+        subscriber: Subscriber,
+    ) -> Result<(), ClientError> {
+        self.state
+            .upgrade()
+            .ok_or(ClientError::Disconnected)?
+            .lock()
+            .unwrap()
+            .subscriber = Some(subscriber);
+
+        self.roundtrip_ack(protocol::Command::Subscribe(mask)).await
     }
 
     pub(super) async fn roundtrip_ack(&self, cmd: protocol::Command) -> Result<(), ClientError> {
@@ -463,6 +483,11 @@ impl Reactor {
                     log::error!("unknown stream: {channel}");
                 }
             }
+            // Dialtone patch: change notifications go to the subscriber.
+            protocol::Command::SubscribeEvent(event) => match state.subscriber.as_mut() {
+                Some(subscriber) => subscriber(event),
+                None => log::debug!("ignoring event with no subscriber: {event:?}"),
+            },
             _ => log::debug!("ignoring unexpected command: {cmd:?}"),
         }
     }
