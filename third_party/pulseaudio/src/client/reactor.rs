@@ -51,6 +51,18 @@ struct SharedState {
     protocol_version: u16,
     next_seq: AtomicU32,
     _thread_handle: JoinHandle<super::Result<()>>,
+    // Dialtone patch: to wake the reactor when the last handle goes.
+    waker: Arc<Waker>,
+}
+
+// Dialtone patch: the last handle is gone, and with it every sender of commands (`outgoing` is
+// declared before `shared` in `ReactorHandle`, so it is dropped first): wake the reactor, which
+// sees the closed channel and ends, closing the connection. The thread and the connection used
+// to live on, blocked, until the process ended.
+impl Drop for SharedState {
+    fn drop(&mut self) {
+        let _ = self.waker.0.wake();
+    }
 }
 
 // We need to wrap this to implement futures::task::ArcWake.
@@ -65,8 +77,9 @@ impl futures::task::ArcWake for Waker {
 #[derive(Clone)]
 pub(super) struct ReactorHandle {
     state: Weak<Mutex<ReactorState>>,
-    shared: Arc<SharedState>,
+    // Dialtone patch: before `shared`, see `SharedState`'s drop.
     outgoing: Sender<(u32, protocol::Command)>,
+    shared: Arc<SharedState>,
     waker: Arc<Waker>,
 }
 
@@ -339,11 +352,12 @@ impl Reactor {
         Ok(ReactorHandle {
             state: Arc::downgrade(&state),
             outgoing: cmd_tx,
-            waker,
+            waker: waker.clone(),
             shared: Arc::new(SharedState {
                 protocol_version,
                 next_seq: AtomicU32::new(1024),
                 _thread_handle: reactor_thread,
+                waker,
             }),
         })
     }
@@ -357,7 +371,10 @@ impl Reactor {
 
             // Handle any requested writes.
             self.write_streams()?;
-            self.write_commands()?;
+            // Dialtone patch: false when every handle is gone (the client was dropped).
+            if !self.write_commands()? {
+                return Ok(());
+            }
         }
     }
 
@@ -492,11 +509,11 @@ impl Reactor {
         }
     }
 
-    fn write_commands(&mut self) -> Result<(), ClientError> {
+    fn write_commands(&mut self) -> Result<bool, ClientError> {
         loop {
             // Drain the write buffer...
             if !drain_buf(&mut self.write_buf, &mut self.socket)? {
-                return Ok(());
+                return Ok(true);
             }
 
             // ...and encode new command messages into it.
@@ -510,8 +527,8 @@ impl Reactor {
                         self.protocol_version,
                     )?;
                 }
-                Err(TryRecvError::Empty) => return Ok(()),
-                Err(TryRecvError::Disconnected) => return Err(ClientError::Disconnected),
+                Err(TryRecvError::Empty) => return Ok(true),
+                Err(TryRecvError::Disconnected) => return Ok(false),
             };
         }
     }
