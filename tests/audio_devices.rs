@@ -15,6 +15,7 @@ use dialtone::engine::media::devices::{
 use dialtone::engine::media::tone::{ToneGenerator, dominant_tone};
 use dialtone::engine::media::wav::read_wav;
 use dialtone::store::settings::Settings;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -673,4 +674,139 @@ fn idle_devices_stay_open_but_paused_and_run_again_when_needed() {
     // Still the same two streams: paused and resumed, never re-opened.
     let d = wait_devices(&e, &mut ev, "unchanged", |_| true);
     assert_eq!((d.input_opens, d.output_opens), (1, 1));
+}
+
+/// Context switches so far of this process's threads named like the device watcher
+/// (`dialtone-devices`, cut to 15 characters by the kernel), by thread id: the watcher and the
+/// sound-server connection threads it starts, which inherit its name.
+fn watcher_switches() -> HashMap<String, u64> {
+    let mut switches = HashMap::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim() != "dialtone-device" {
+            continue;
+        }
+        // The thread may have ended in between.
+        let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
+        let n: u64 = status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
+            .sum();
+        switches.insert(task.file_name().to_string_lossy().into_owned(), n);
+    }
+    switches
+}
+
+/// How often the device watcher's threads ran while `idle` passed, leaving out those of
+/// `earlier` (another engine's, from before this test's).
+fn watcher_wakes(earlier: &HashMap<String, u64>, idle: Duration) -> u64 {
+    let mine = || -> HashMap<String, u64> {
+        watcher_switches()
+            .into_iter()
+            .filter(|(tid, _)| !earlier.contains_key(tid))
+            .collect()
+    };
+    let before = mine();
+    assert!(!before.is_empty(), "the engine watches its devices");
+    std::thread::sleep(idle);
+    let after = mine();
+    println!("watcher threads' context switches: {before:?} -> {after:?}");
+    after
+        .iter()
+        .map(|(tid, n)| n - before.get(tid).copied().unwrap_or(0))
+        .sum()
+}
+
+/// The highest client index the sound server gave out: it counts the connections made (this
+/// `pactl` is one of them).
+fn last_client(pulse: &Pulse) -> u32 {
+    pactl_rows(pulse, "clients")
+        .iter()
+        .filter_map(|(index, _)| index.parse().ok())
+        .max()
+        .expect("pactl itself is a client")
+}
+
+#[test]
+fn an_idle_engine_wakes_no_watcher_thread_and_makes_no_connection_yet_sees_a_new_device() {
+    let pulse = Pulse::start();
+    let earlier = watcher_switches();
+    let base = 37000 + (std::process::id() % 100) as u16 * 40;
+    let (e, mut ev) = engine_on_default_devices(base);
+    // Settled: both streams paused (their starting and pausing are changes the watcher hears of
+    // and looks at).
+    wait_corked(&pulse, true, "idle");
+    std::thread::sleep(Duration::from_millis(1000));
+    let clients_before = last_client(&pulse);
+    // Looking every 2 s woke the watcher three times here, and its connection's thread more.
+    let woke = watcher_wakes(&earlier, Duration::from_secs(6));
+    assert_eq!(woke, 0, "the watcher's threads ran while nothing changed");
+    assert_eq!(
+        last_client(&pulse),
+        clients_before + 1,
+        "only the second pactl connected to the sound server"
+    );
+    // Still watching: a device plugged in now is announced.
+    let plugged = Instant::now();
+    pulse
+        .pactl(&[
+            "load-module",
+            "module-null-sink",
+            "sink_name=late",
+            "sink_properties=device.description=late",
+        ])
+        .expect("a new device");
+    match wait_for(&mut ev, "a devices event", |e| {
+        matches!(e, Event::Devices { .. })
+    }) {
+        Event::Devices { outputs, .. } => {
+            assert!(outputs.iter().any(|d| d.contains("late")), "{outputs:?}")
+        }
+        _ => unreachable!(),
+    }
+    println!("announced {:?} after the plug", plugged.elapsed());
+    e.shutdown();
+}
+
+#[test]
+fn a_sound_server_that_restarts_is_used_again_and_watched_again() {
+    let mut pulse = Pulse::start();
+    let earlier = watcher_switches();
+    let base = 38000 + (std::process::id() % 100) as u16 * 40;
+    let (e, mut ev) = engine_on_default_devices(base);
+    // The watcher's first look (its baseline) is a moment after the devices open.
+    wait_corked(&pulse, true, "idle");
+    std::thread::sleep(Duration::from_millis(1000));
+    pulse.kill_server();
+    // Whatever stands in meanwhile (silence and the null sink here, with no sound card).
+    let d = wait_devices(&e, &mut ev, "re-opened without the server", |d| {
+        d.input_opens == 2 && d.output_opens == 2
+    });
+    println!("without the server: {d:?}");
+    let restarted = Instant::now();
+    pulse.restart();
+    // The server's devices are announced (not those of a host found while it was away).
+    wait_for(
+        &mut ev,
+        "the server's devices",
+        |e| matches!(e, Event::Devices { outputs, .. } if outputs.iter().any(|d| d.starts_with("pulseaudio:loop"))),
+    );
+    let d = wait_devices(&e, &mut ev, "back on the server's defaults", |d| {
+        d.input_opens == 3 && d.output_opens == 3
+    });
+    assert_eq!(
+        (d.input.as_str(), d.output.as_str()),
+        ("default", "default")
+    );
+    println!("back {:?} after the restart", restarted.elapsed());
+    assert_eq!(pactl_rows(&pulse, "sink-inputs").len(), 1);
+    assert_eq!(pactl_rows(&pulse, "source-outputs").len(), 1);
+    // Subscribed again: idle, the watcher does not look every 2 s any more.
+    wait_corked(&pulse, true, "idle");
+    std::thread::sleep(Duration::from_millis(1000));
+    let woke = watcher_wakes(&earlier, Duration::from_secs(3));
+    assert_eq!(woke, 0, "the watcher's threads ran while nothing changed");
+    e.shutdown();
 }

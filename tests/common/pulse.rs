@@ -69,6 +69,39 @@ fn pactl(dir: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// Runs `pulseaudio` in `dir` (emptied first), not waiting for it.
+fn spawn(dir: &Path) -> Child {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir.join("pulse")).expect("creating the PulseAudio runtime dir");
+    let log = dir.join("pulse.log");
+    let mut cmd = Command::new("pulseaudio");
+    cmd.args([
+        "--daemonize=no",
+        "--exit-idle-time=-1",
+        "--disallow-exit=yes",
+        "--disallow-module-loading=no",
+        "--use-pid-file=no",
+        "--system=no",
+        "-n",
+        "--load=module-native-protocol-unix auth-anonymous=1",
+        &format!("--log-target=file:{}", log.display()),
+    ])
+    .env("XDG_RUNTIME_DIR", dir)
+    .env("HOME", dir)
+    .env_remove("PULSE_SERVER")
+    .env("PULSE_RUNTIME_PATH", dir.join("pulse"))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    super::peers::die_with_parent(&mut cmd, libc::SIGTERM);
+    cmd.spawn().unwrap_or_else(|e| {
+        panic!(
+            "cannot run pulseaudio ({e}): install it with scripts/install-deps.sh \
+             (Debian packages pulseaudio and pulseaudio-utils)"
+        )
+    })
+}
+
 impl Pulse {
     /// Starts the server (waiting for it to answer) with the null sink as default sink and its
     /// monitor as default source. Panics with the server's log if anything fails.
@@ -76,50 +109,35 @@ impl Pulse {
         static TURN: Mutex<()> = Mutex::new(());
         let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
         let dir = runtime_dir().to_path_buf();
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("pulse")).expect("creating the PulseAudio runtime dir");
-        let log = dir.join("pulse.log");
-        let mut cmd = Command::new("pulseaudio");
-        cmd.args([
-            "--daemonize=no",
-            "--exit-idle-time=-1",
-            "--disallow-exit=yes",
-            "--disallow-module-loading=no",
-            "--use-pid-file=no",
-            "--system=no",
-            "-n",
-            "--load=module-native-protocol-unix auth-anonymous=1",
-            &format!("--log-target=file:{}", log.display()),
-        ])
-        .env("XDG_RUNTIME_DIR", &dir)
-        .env("HOME", &dir)
-        .env_remove("PULSE_SERVER")
-        .env("PULSE_RUNTIME_PATH", dir.join("pulse"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-        super::peers::die_with_parent(&mut cmd, libc::SIGTERM);
-        let child = cmd.spawn().unwrap_or_else(|e| {
-            panic!(
-                "cannot run pulseaudio ({e}): install it with scripts/install-deps.sh \
-                 (Debian packages pulseaudio and pulseaudio-utils)"
-            )
-        });
         let mut pulse = Pulse {
-            child,
+            child: spawn(&dir),
             dir,
             _turn: turn,
         };
+        pulse.set_up();
+        pulse
+    }
+
+    /// Stops the server and starts a new one in its place (same socket, null sink and defaults),
+    /// as a desktop's sound server restarts.
+    pub fn restart(&mut self) {
+        self.kill_server();
+        self.child = spawn(&self.dir);
+        self.set_up();
+    }
+
+    /// Waits for the server to answer, then loads the null sink and makes it the default.
+    fn set_up(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if pactl(&pulse.dir, &["info"]).is_ok() {
+            if pactl(&self.dir, &["info"]).is_ok() {
                 break;
             }
-            if let Ok(Some(status)) = pulse.child.try_wait() {
-                pulse.fail(&format!("pulseaudio exited at start ({status})"));
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.fail(&format!("pulseaudio exited at start ({status})"));
             }
             if Instant::now() > deadline {
-                pulse.fail("pulseaudio did not answer within 20 s");
+                self.fail("pulseaudio did not answer within 20 s");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -131,11 +149,10 @@ impl Pulse {
             &["set-default-sink", SINK],
             &["set-default-source", &monitor],
         ] {
-            if let Err(e) = pactl(&pulse.dir, args) {
-                pulse.fail(&e);
+            if let Err(e) = pactl(&self.dir, args) {
+                self.fail(&e);
             }
         }
-        pulse
     }
 
     fn fail(&mut self, what: &str) -> ! {

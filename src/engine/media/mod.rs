@@ -25,7 +25,8 @@
 //! - [`hotplug`]: what to do when devices come, go or fail (sans-IO; `engine::device_watch` is
 //!   its I/O side);
 //! - [`cpal_device`]: real microphones and speakers (cpal, its PulseAudio host on Linux) behind
-//!   lock-free rings, for `default` and `device:NAME`.
+//!   lock-free rings, for `default` and `device:NAME`;
+//! - [`pulse_events`]: the sound server's change notifications, which wake the hot-plug watcher.
 
 pub mod alerts;
 pub mod apm;
@@ -37,6 +38,7 @@ pub mod hotplug;
 pub mod hub;
 pub mod jitter;
 pub mod playout;
+pub mod pulse_events;
 pub mod resample;
 pub mod rtp_session;
 pub mod srtp;

@@ -389,6 +389,20 @@ impl Client {
             .await
     }
 
+    /// Subscribes to the server's change events for the kinds of objects in
+    /// `mask` (sinks, sources, the server's defaults...). `callback` is called
+    /// with each event on the client's worker thread, so it must return quickly
+    /// and must not use the client; it is dropped when the connection ends.
+    /// A new subscription replaces the previous one.
+    // Dialtone patch: the client had no way to subscribe.
+    pub async fn subscribe(
+        &self,
+        mask: protocol::SubscriptionMask,
+        callback: impl FnMut(protocol::SubscriptionEvent) + Send + 'static,
+    ) -> Result<()> {
+        self.handle.subscribe(mask, Box::new(callback)).await
+    }
+
     /// Creates a new playback stream. The given callback will be called when the
     /// server requests data for the stream.
     pub async fn create_playback_stream(

@@ -21,6 +21,8 @@ use super::{ClientError, PlaybackSource, RecordSink};
 type ReplyResult<'a> =
     Result<(&'a mut ReactorState, &'a mut dyn io::BufRead), protocol::PulseError>;
 type ReplyHandler = Box<dyn FnOnce(ReplyResult<'_>) + Send + 'static>;
+// Dialtone patch: what `Client::subscribe` installs.
+pub(super) type Subscriber = Box<dyn FnMut(protocol::SubscriptionEvent) + Send + 'static>;
 
 struct PlaybackStreamState {
     stream_info: protocol::CreatePlaybackStreamReply,
@@ -41,12 +43,26 @@ struct ReactorState {
     handlers: BTreeMap<u32, ReplyHandler>,
     playback_streams: BTreeMap<u32, PlaybackStreamState>,
     record_streams: BTreeMap<u32, RecordStreamState>,
+    // Dialtone patch: called with each SubscribeEvent; dropped with the reactor.
+    subscriber: Option<Subscriber>,
 }
 
 struct SharedState {
     protocol_version: u16,
     next_seq: AtomicU32,
     _thread_handle: JoinHandle<super::Result<()>>,
+    // Dialtone patch: to wake the reactor when the last handle goes.
+    waker: Arc<Waker>,
+}
+
+// Dialtone patch: the last handle is gone, and with it every sender of commands (`outgoing` is
+// declared before `shared` in `ReactorHandle`, so it is dropped first): wake the reactor, which
+// sees the closed channel and ends, closing the connection. The thread and the connection used
+// to live on, blocked, until the process ended.
+impl Drop for SharedState {
+    fn drop(&mut self) {
+        let _ = self.waker.0.wake();
+    }
 }
 
 // We need to wrap this to implement futures::task::ArcWake.
@@ -61,8 +77,9 @@ impl futures::task::ArcWake for Waker {
 #[derive(Clone)]
 pub(super) struct ReactorHandle {
     state: Weak<Mutex<ReactorState>>,
-    shared: Arc<SharedState>,
+    // Dialtone patch: before `shared`, see `SharedState`'s drop.
     outgoing: Sender<(u32, protocol::Command)>,
+    shared: Arc<SharedState>,
     waker: Arc<Waker>,
 }
 
@@ -88,6 +105,22 @@ impl ReactorHandle {
 
         // Wait for the response.
         rx.await.map_err(|_| ClientError::Disconnected)?
+    }
+
+    // Dialtone patch: installs the subscriber, then sends the mask.
+    pub(super) async fn subscribe(
+        &self,
+        mask: protocol::SubscriptionMask,
+        subscriber: Subscriber,
+    ) -> Result<(), ClientError> {
+        self.state
+            .upgrade()
+            .ok_or(ClientError::Disconnected)?
+            .lock()
+            .unwrap()
+            .subscriber = Some(subscriber);
+
+        self.roundtrip_ack(protocol::Command::Subscribe(mask)).await
     }
 
     pub(super) async fn roundtrip_ack(&self, cmd: protocol::Command) -> Result<(), ClientError> {
@@ -319,11 +352,12 @@ impl Reactor {
         Ok(ReactorHandle {
             state: Arc::downgrade(&state),
             outgoing: cmd_tx,
-            waker,
+            waker: waker.clone(),
             shared: Arc::new(SharedState {
                 protocol_version,
                 next_seq: AtomicU32::new(1024),
                 _thread_handle: reactor_thread,
+                waker,
             }),
         })
     }
@@ -337,7 +371,10 @@ impl Reactor {
 
             // Handle any requested writes.
             self.write_streams()?;
-            self.write_commands()?;
+            // Dialtone patch: false when every handle is gone (the client was dropped).
+            if !self.write_commands()? {
+                return Ok(());
+            }
         }
     }
 
@@ -463,15 +500,20 @@ impl Reactor {
                     log::error!("unknown stream: {channel}");
                 }
             }
+            // Dialtone patch: change notifications go to the subscriber.
+            protocol::Command::SubscribeEvent(event) => match state.subscriber.as_mut() {
+                Some(subscriber) => subscriber(event),
+                None => log::debug!("ignoring event with no subscriber: {event:?}"),
+            },
             _ => log::debug!("ignoring unexpected command: {cmd:?}"),
         }
     }
 
-    fn write_commands(&mut self) -> Result<(), ClientError> {
+    fn write_commands(&mut self) -> Result<bool, ClientError> {
         loop {
             // Drain the write buffer...
             if !drain_buf(&mut self.write_buf, &mut self.socket)? {
-                return Ok(());
+                return Ok(true);
             }
 
             // ...and encode new command messages into it.
@@ -485,8 +527,8 @@ impl Reactor {
                         self.protocol_version,
                     )?;
                 }
-                Err(TryRecvError::Empty) => return Ok(()),
-                Err(TryRecvError::Disconnected) => return Err(ClientError::Disconnected),
+                Err(TryRecvError::Empty) => return Ok(true),
+                Err(TryRecvError::Disconnected) => return Ok(false),
             };
         }
     }
