@@ -235,6 +235,10 @@ pub struct DeviceStats {
     /// processes a real microphone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub echo_delay_ms: Option<u32>,
+    /// The rate the audio processing runs at, while it processes a real microphone: 16000 when
+    /// every call is narrowband or wideband (G.711), 48000 with a full-band (Opus) call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_processing_rate_hz: Option<u32>,
 }
 
 /// What the engine tells the UI.

@@ -3,46 +3,94 @@
 //!
 //! The engine feeds every frame it plays to the speaker as the echo reference
 //! ([`AudioProcessor::process_render`]) and runs every captured frame through
-//! [`AudioProcessor::process_capture`] before it is encoded. Both work on the hub's 20 ms frames
-//! at 48 kHz mono; sonora wants 10 ms, so each frame is processed as two halves.
+//! [`AudioProcessor::process_capture`] before it is encoded. Both take the hub's 20 ms frames at
+//! 48 kHz mono; sonora wants 10 ms blocks, so each frame is processed as two halves.
+//!
+//! Two processing rates ([`ProcessingRate`]). At the full rate sonora converts the capture and
+//! the reference to 32 kHz, splits them into two bands, processes and converts back. At 16 kHz —
+//! all a G.711 or G.722 call carries — sonora converts both down to 16 kHz (the same WebRTC sinc
+//! resampler), processes one band and hands the capture out at 16 kHz; the project's resampler
+//! converts it back up into the hub frame. That saves sonora's band split and its 32 kHz
+//! round trip, about 15 % of the processing's cost (174 → 148 µs per 20 ms frame, optimised
+//! build): AEC3 and AGC2, most of it, work on a 16 kHz band either way. The conversion and its
+//! buffers are made when the processor is built; nothing is allocated per frame.
+//!
+//! The processed capture comes out about 15 ms late at the full rate (noise suppression's 6 ms
+//! overlap, AEC3's blocks, the band split and conversions) and about 1 ms later still at 16 kHz
+//! (measured in a unit test).
 //!
 //! The delay between a frame handed to the speaker and its echo in a captured frame is given to
 //! AEC3 as a hint ([`AudioProcessor::set_stream_delay`]): what waits in the output's queue and
 //! device buffer plus what waited in the input's (the devices report both, see
 //! `cpal_device`). AEC3 starts aligned on it and refines the estimate itself from the signals.
+//! The hint is the same at either rate: the reference and the capture go through the same
+//! down-conversion (same filter, same delay) before they meet in AEC3, so the delay between them
+//! is the acoustic one; the up-conversion comes after AEC3 and only delays what is sent.
 
 use super::devices::{FRAME_SAMPLES, HUB_RATE};
+use super::resample::Resampler;
 use sonora::config::{
     AdaptiveDigital, EchoCanceller, GainController2, HighPassFilter, NoiseSuppression,
 };
 use sonora::{AudioProcessing, Config, StreamConfig};
+use std::time::Duration;
 
-/// Samples in the 10 ms blocks sonora processes.
-const BLOCK: usize = HUB_RATE as usize / 100;
+/// The rate sonora processes at. Ordered: the higher rate covers what the lower one does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ProcessingRate {
+    /// 16 kHz: audio up to 8 kHz, all that a narrowband (G.711) or wideband (G.722) codec
+    /// carries.
+    Wideband,
+    /// The hub's 48 kHz: for a full-band codec (Opus).
+    Full,
+}
+
+impl ProcessingRate {
+    pub fn hz(self) -> u32 {
+        match self {
+            ProcessingRate::Wideband => 16_000,
+            ProcessingRate::Full => HUB_RATE,
+        }
+    }
+
+    /// The cheapest rate that keeps all the audio a codec sampling at `audio_rate` Hz carries.
+    pub fn for_codec(audio_rate: u32) -> ProcessingRate {
+        if audio_rate > ProcessingRate::Wideband.hz() {
+            ProcessingRate::Full
+        } else {
+            ProcessingRate::Wideband
+        }
+    }
+}
+
+/// Samples in a 10 ms block at the hub's rate, what sonora takes in.
+const HUB_BLOCK: usize = HUB_RATE as usize / 100;
 
 pub struct AudioProcessor {
     apm: AudioProcessing,
-    /// Output of one 10 ms capture block (sonora does not process in place).
+    rate: ProcessingRate,
+    /// The hub's format: capture in, render in and out.
+    hub: StreamConfig,
+    /// The processed capture's format: mono at the processing rate.
+    processed: StreamConfig,
+    /// One frame of processed capture, at the processing rate.
     capture_out: Vec<i16>,
+    /// Below the hub's rate: the processed capture back to 48 kHz, and a frame of it.
+    up: Option<(Resampler, Vec<i16>)>,
     /// Output of one render block: sonora hands the reference back unchanged; discarded.
     render_out: Vec<i16>,
-    /// Blocks sonora refused (wrong size); never expected with the hub's frames.
+    /// Blocks sonora refused (wrong size) or frames not of the hub's length, left as they
+    /// were; never expected with the hub's frames.
     pub errors: u64,
 }
 
 /// The longest stream delay sonora takes.
 const MAX_STREAM_DELAY_MS: u32 = 500;
 
-impl Default for AudioProcessor {
-    fn default() -> Self {
-        AudioProcessor::new()
-    }
-}
-
 impl AudioProcessor {
     /// AEC3, moderate noise suppression, AGC2 with its adaptive digital gain, and the high-pass
-    /// filter, for 48 kHz mono capture and render.
-    pub fn new() -> AudioProcessor {
+    /// filter, on 48 kHz mono capture and render, processed at `rate`.
+    pub fn new(rate: ProcessingRate) -> AudioProcessor {
         let config = Config {
             high_pass_filter: Some(HighPassFilter::default()),
             echo_canceller: Some(EchoCanceller::default()),
@@ -53,24 +101,42 @@ impl AudioProcessor {
             }),
             ..Config::default()
         };
-        let stream = StreamConfig::new(HUB_RATE, 1);
-        let apm = AudioProcessing::builder()
+        let hub = StreamConfig::new(HUB_RATE, 1);
+        let processed = StreamConfig::new(rate.hz(), 1);
+        let mut apm = AudioProcessing::builder()
             .config(config)
-            .capture_config(stream)
-            .render_config(stream)
+            .capture_config(hub)
+            .render_config(hub)
             .build();
+        let up = (rate != ProcessingRate::Full).then(|| {
+            // sonora processes at the lower of the capture's input and output rates, and the
+            // render reference at the capture's processing rate.
+            apm.initialize(hub, processed, hub, hub);
+            let up = Resampler::streaming(rate.hz(), HUB_RATE)
+                .expect("16 and 48 kHz are within the resampler's range");
+            (up, Vec::with_capacity(FRAME_SAMPLES))
+        });
         AudioProcessor {
             apm,
-            capture_out: vec![0; BLOCK],
-            render_out: vec![0; BLOCK],
+            rate,
+            hub,
+            processed,
+            capture_out: vec![0; FRAME_SAMPLES * rate.hz() as usize / HUB_RATE as usize],
+            up,
+            render_out: vec![0; HUB_BLOCK],
             errors: 0,
         }
+    }
+
+    pub fn rate(&self) -> ProcessingRate {
+        self.rate
     }
 
     /// The delay from a frame passed to [`Self::process_render`] to its echo reaching
     /// [`Self::process_capture`]: render latency (queued for the speaker and in its device
     /// buffer) plus capture latency (in the microphone's buffer and queue). Clamped to 500 ms.
-    pub fn set_stream_delay(&mut self, delay: std::time::Duration) {
+    /// The same at either rate (see the module's documentation).
+    pub fn set_stream_delay(&mut self, delay: Duration) {
         let ms = delay.as_millis().min(u128::from(MAX_STREAM_DELAY_MS)) as i32;
         // In range by construction: sonora's clamp warning cannot happen.
         let _ = self.apm.set_stream_delay_ms(ms);
@@ -83,8 +149,8 @@ impl AudioProcessor {
 
     /// The far-end frame going to the speaker: what the microphone may pick up as echo.
     pub fn process_render(&mut self, frame: &[i16]) {
-        debug_assert!(frame.len().is_multiple_of(BLOCK));
-        for block in frame.chunks_exact(BLOCK) {
+        debug_assert_eq!(frame.len(), FRAME_SAMPLES);
+        for block in frame.chunks_exact(HUB_BLOCK) {
             if self
                 .apm
                 .process_render_i16(block, &mut self.render_out)
@@ -97,22 +163,52 @@ impl AudioProcessor {
 
     /// A captured frame, processed in place: echo removed, noise suppressed, level adjusted.
     pub fn process_capture(&mut self, frame: &mut [i16]) {
-        debug_assert!(frame.len().is_multiple_of(BLOCK));
-        for block in frame.chunks_exact_mut(BLOCK) {
-            match self.apm.process_capture_i16(block, &mut self.capture_out) {
-                Ok(()) => block.copy_from_slice(&self.capture_out),
-                Err(_) => self.errors += 1,
+        debug_assert_eq!(frame.len(), FRAME_SAMPLES);
+        if frame.len() != FRAME_SAMPLES {
+            self.errors += 1;
+            return;
+        }
+        let out_block = self.capture_out.len() / (FRAME_SAMPLES / HUB_BLOCK);
+        let blocks = frame
+            .chunks_exact(HUB_BLOCK)
+            .zip(self.capture_out.chunks_exact_mut(out_block));
+        for (block, out) in blocks {
+            let processed =
+                self.apm
+                    .process_capture_i16_with_config(block, &self.hub, &self.processed, out);
+            if processed.is_err() {
+                self.errors += 1;
+                // At the hub's rate the block goes on as it was; below, it is lost.
+                if out.len() == block.len() {
+                    out.copy_from_slice(block);
+                } else {
+                    out.fill(0);
+                }
+            }
+        }
+        match self.up.as_mut() {
+            None => frame.copy_from_slice(&self.capture_out),
+            Some((up, high)) => {
+                high.clear();
+                up.process(&self.capture_out, high);
+                // A whole-ratio conversion of whole milliseconds: always a frame.
+                if high.len() == frame.len() {
+                    frame.copy_from_slice(high);
+                } else {
+                    self.errors += 1;
+                }
             }
         }
     }
 }
 
-const _: () = assert!(FRAME_SAMPLES.is_multiple_of(BLOCK));
+const _: () = assert!(FRAME_SAMPLES.is_multiple_of(HUB_BLOCK));
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::media::tone::ToneGenerator;
+    use ProcessingRate::{Full, Wideband};
 
     /// Speech-like far-end audio: noise bursts (a syllable every 250 ms, 180 ms long) with a
     /// crude low-pass, at about -20 dBFS while talking.
@@ -123,47 +219,97 @@ mod tests {
     }
 
     impl Talker {
+        fn new(seed: u32) -> Talker {
+            Talker {
+                seed,
+                n: 0,
+                lp: 0.0,
+            }
+        }
+
         fn next(&mut self) -> i16 {
             self.seed ^= self.seed << 13;
             self.seed ^= self.seed >> 17;
             self.seed ^= self.seed << 5;
             let white = (self.seed as f32 / u32::MAX as f32) * 2.0 - 1.0;
             self.lp = 0.7 * self.lp + 0.3 * white;
-            let pos = self.n % 12_000;
-            self.n += 1;
-            let on = if pos < 8_640 {
-                // A smooth syllable envelope.
-                (std::f32::consts::PI * pos as f32 / 8_640.0).sin()
-            } else {
-                0.0
-            };
-            (self.lp * on * 12_000.0) as i16
+            (self.lp * syllable(self.n) * 12_000.0) as i16
         }
+
+        fn fill(&mut self, frame: &mut [i16]) {
+            for s in frame.iter_mut() {
+                *s = self.next();
+                self.n += 1;
+            }
+        }
+    }
+
+    /// A syllable every 250 ms at 48 kHz, 180 ms long, with a smooth envelope.
+    fn syllable(n: usize) -> f32 {
+        let pos = n % 12_000;
+        if pos < 8_640 {
+            (std::f32::consts::PI * pos as f32 / 8_640.0).sin()
+        } else {
+            0.0
+        }
+    }
+
+    /// A voiced near-end talker with nothing above 4 kHz: the harmonics of a pitch gliding
+    /// around 150 Hz (falling off at 6 dB per octave) in syllables, about -22 dBFS while
+    /// talking. What a narrowband call carries, and not stationary like a steady tone (which
+    /// noise suppression learns as noise).
+    struct Voice {
+        n: usize,
+        phases: Vec<f32>,
+    }
+
+    impl Voice {
+        fn new() -> Voice {
+            Voice {
+                n: 0,
+                phases: vec![0.0; 20],
+            }
+        }
+
+        fn fill(&mut self, frame: &mut [i16]) {
+            use std::f32::consts::TAU;
+            for s in frame.iter_mut() {
+                let t = self.n as f32 / HUB_RATE as f32;
+                let f0 = 150.0 + 40.0 * (TAU * 0.7 * t).sin();
+                let mut v = 0.0;
+                for (k, phase) in self.phases.iter_mut().enumerate() {
+                    let hz = f0 * (k + 1) as f32;
+                    *phase = (*phase + TAU * hz / HUB_RATE as f32) % TAU;
+                    if hz < 4_000.0 {
+                        v += phase.sin() / (k + 1) as f32;
+                    }
+                }
+                *s = (v * syllable(self.n) * 3_000.0) as i16;
+                self.n += 1;
+            }
+        }
+    }
+
+    fn energy(x: &[i16]) -> f64 {
+        x.iter().map(|&s| f64::from(s).powi(2)).sum()
     }
 
     /// Echo energy, in dB, of the processed capture relative to the raw capture over the last
-    /// `measure` frames, for a far end played for `frames` frames and captured back delayed by
-    /// `delay` samples and attenuated to `gain`.
-    fn echo_run(frames: usize, measure: usize, delay: usize, gain: f32) -> (f64, f64) {
-        echo_run_hinted(frames, measure, delay, gain, None)
-    }
-
-    fn echo_run_hinted(
-        frames: usize,
-        measure: usize,
+    /// `measure` frames, processing at `rate`, for a far end played for `frames` frames and
+    /// captured back delayed by `delay` samples and attenuated to `gain`; with `hint` as the
+    /// stream delay if given. Also the raw energy.
+    fn echo_run(
+        rate: ProcessingRate,
+        (frames, measure): (usize, usize),
         delay: usize,
         gain: f32,
-        hint: Option<std::time::Duration>,
+        hint: Option<Duration>,
     ) -> (f64, f64) {
-        let mut apm = AudioProcessor::new();
+        let mut apm = AudioProcessor::new(rate);
         if let Some(h) = hint {
             apm.set_stream_delay(h);
         }
-        let mut talker = Talker {
-            seed: 0x1234_5678,
-            n: 0,
-            lp: 0.0,
-        };
+        let mut talker = Talker::new(0x1234_5678);
         let mut speaker = vec![0i16; FRAME_SAMPLES];
         // The acoustic path: a delay line from the speaker to the microphone.
         let mut line = std::collections::VecDeque::from(vec![0i16; delay]);
@@ -175,7 +321,6 @@ mod tests {
                 let s = line.pop_front().unwrap_or(0);
                 *m = (f32::from(s) * gain) as i16;
             }
-            let energy = |x: &[i16]| x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>();
             if f >= frames - measure {
                 raw += energy(&mic);
             }
@@ -183,9 +328,7 @@ mod tests {
             if f >= frames - measure {
                 out += energy(&mic);
             }
-            for s in speaker.iter_mut() {
-                *s = talker.next();
-            }
+            talker.fill(&mut speaker);
             line.extend(speaker.iter().copied());
             apm.process_render(&speaker);
         }
@@ -195,27 +338,34 @@ mod tests {
 
     #[test]
     fn a_hinted_stream_delay_aligns_the_canceller_from_the_start() {
-        use std::time::Duration;
         // A long echo path (250 ms: a Bluetooth headset, a busy sound server): unhinted, AEC3
-        // searches for the delay for the first half second; hinted, it starts aligned.
-        let (none, _) = echo_run(25, 25, 250 * 48, 0.5);
-        let (hinted, _) = echo_run_hinted(25, 25, 250 * 48, 0.5, Some(Duration::from_millis(250)));
-        println!("first 0.5 s, 250 ms echo path: {none:.1} dB unhinted, {hinted:.1} dB hinted");
-        assert!(
-            hinted >= 40.0 && hinted >= none + 20.0,
-            "{none:.1} / {hinted:.1} dB"
-        );
-        // 150 ms, over the last half second of two: still clearly ahead.
-        let (none, _) = echo_run(100, 25, 150 * 48, 0.5);
-        let (hinted, _) = echo_run_hinted(100, 25, 150 * 48, 0.5, Some(Duration::from_millis(150)));
-        println!("1.5-2 s, 150 ms echo path: {none:.1} dB unhinted, {hinted:.1} dB hinted");
-        assert!(hinted >= none + 5.0, "{none:.1} / {hinted:.1} dB");
+        // searches for the delay for the first half second; hinted, it starts aligned. The same
+        // hint at 16 kHz: the down-conversions delay the reference and the capture alike.
+        for rate in [Full, Wideband] {
+            let path = 250 * 48;
+            let (none, _) = echo_run(rate, (25, 25), path, 0.5, None);
+            let hint = Some(Duration::from_millis(250));
+            let (hinted, _) = echo_run(rate, (25, 25), path, 0.5, hint);
+            println!(
+                "{rate:?}, first 0.5 s, 250 ms path: {none:.1} dB unhinted, {hinted:.1} hinted"
+            );
+            assert!(
+                hinted >= 40.0 && hinted >= none + 20.0,
+                "{rate:?}: {none:.1} / {hinted:.1} dB"
+            );
+            // 150 ms, over the last half second of two: still clearly ahead.
+            let path = 150 * 48;
+            let (none, _) = echo_run(rate, (100, 25), path, 0.5, None);
+            let hint = Some(Duration::from_millis(150));
+            let (hinted, _) = echo_run(rate, (100, 25), path, 0.5, hint);
+            println!("{rate:?}, 1.5-2 s, 150 ms path: {none:.1} dB unhinted, {hinted:.1} hinted");
+            assert!(hinted >= none + 5.0, "{rate:?}: {none:.1} / {hinted:.1} dB");
+        }
     }
 
     #[test]
     fn the_stream_delay_hint_is_kept_in_sonoras_range() {
-        use std::time::Duration;
-        let mut apm = AudioProcessor::new();
+        let mut apm = AudioProcessor::new(Full);
         assert_eq!(apm.stream_delay_ms(), 0);
         apm.set_stream_delay(Duration::from_micros(62_700));
         assert_eq!(apm.stream_delay_ms(), 62);
@@ -227,19 +377,40 @@ mod tests {
     fn a_delayed_attenuated_echo_of_the_far_end_is_cancelled() {
         // 60 ms acoustic delay, echo 6 dB below what the speaker plays; 4 s, the last 2 s
         // measured (the first second or so is convergence).
-        let (reduction, raw) = echo_run(200, 100, 2_880, 0.5);
+        let (reduction, raw) = echo_run(Full, (200, 100), 2_880, 0.5, None);
         assert!(raw > 0.0);
         println!("echo reduced by {reduction:.1} dB");
         assert!(reduction >= 20.0, "echo reduced by only {reduction:.1} dB");
     }
 
-    /// Gain (dB) the processing applies to a near-end source alone (the far end silent), per
-    /// frame: energy out over energy in.
-    fn near_end_gains(mut fill: impl FnMut(&mut [i16]), frames: usize) -> Vec<f64> {
-        let mut apm = AudioProcessor::new();
+    #[test]
+    fn at_16_khz_the_echo_of_the_far_end_is_cancelled_by_a_similar_margin() {
+        // As above. The far end's little energy above 8 kHz (about a tenth) is dropped by the
+        // conversion whatever the canceller does: worth well under 20 dB.
+        let (full, _) = echo_run(Full, (200, 100), 2_880, 0.5, None);
+        let (wide, raw) = echo_run(Wideband, (200, 100), 2_880, 0.5, None);
+        assert!(raw > 0.0);
+        println!("echo reduced by {full:.1} dB at 48 kHz, {wide:.1} dB at 16 kHz");
+        assert!(wide >= 20.0, "echo reduced by only {wide:.1} dB at 16 kHz");
+        assert!(
+            wide >= full - 10.0,
+            "{wide:.1} dB at 16 kHz, {full:.1} at 48"
+        );
+    }
+
+    /// Gain (dB) the processing at `rate` applies to a near-end source alone (the far end
+    /// silent), per second: energy out over energy in. Checks that the buffers made at build
+    /// time were never reallocated.
+    fn near_end_gains(
+        rate: ProcessingRate,
+        mut fill: impl FnMut(&mut [i16]),
+        frames: usize,
+    ) -> Vec<f64> {
+        let mut apm = AudioProcessor::new(rate);
+        let capacities = |a: &AudioProcessor| a.up.as_ref().map(|u| (u.1.as_ptr(), u.1.capacity()));
+        let built = capacities(&apm);
         let mut mic = vec![0i16; FRAME_SAMPLES];
         let silence = vec![0i16; FRAME_SAMPLES];
-        let energy = |x: &[i16]| x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>();
         let mut gains = Vec::new();
         for _ in 0..frames {
             fill(&mut mic);
@@ -249,6 +420,7 @@ mod tests {
             apm.process_render(&silence);
         }
         assert_eq!(apm.errors, 0);
+        assert_eq!(capacities(&apm), built, "a buffer grew while processing");
         gains
             .chunks(50)
             .map(|c| {
@@ -260,13 +432,9 @@ mod tests {
 
     #[test]
     fn near_end_speech_alone_passes_through() {
-        let mut talker = Talker {
-            seed: 0x9e37_79b9,
-            n: 0,
-            lp: 0.0,
-        };
+        let mut talker = Talker::new(0x9e37_79b9);
         // Per second, over 4 s.
-        let gains = near_end_gains(|f| f.iter_mut().for_each(|s| *s = talker.next()), 200);
+        let gains = near_end_gains(Full, |f| talker.fill(f), 200);
         // AGC2 raises this quiet talker (about -25 dBFS while talking) by some 10 dB.
         println!("near-end speech, gain per second: {gains:.1?} dB");
         for g in &gains[1..] {
@@ -275,11 +443,68 @@ mod tests {
     }
 
     #[test]
+    fn at_16_khz_a_near_end_voice_comes_out_as_at_48_khz() {
+        // All its sound is below 4 kHz: processing at 16 kHz and converting back loses nothing,
+        // so after the first second (AGC2 settling) each second's gain is within 2 dB of the
+        // full rate's, and about unity (AGC2 lifts this quiet voice by a few dB).
+        let (mut a, mut b) = (Voice::new(), Voice::new());
+        let full = near_end_gains(Full, |f| a.fill(f), 250);
+        let wide = near_end_gains(Wideband, |f| b.fill(f), 250);
+        println!("near-end voice, gain per second: {full:.1?} dB at 48 kHz, {wide:.1?} at 16");
+        for (f, w) in full.iter().zip(&wide).skip(1) {
+            assert!((f - w).abs() <= 2.0, "{full:.1?} / {wide:.1?} dB");
+            assert!((-3.0..=10.0).contains(w), "{wide:.1?} dB at 16 kHz");
+        }
+    }
+
+    #[test]
+    fn at_16_khz_the_capture_comes_out_a_few_ms_later_at_most() {
+        // Speech-like noise through the processor at each rate (not a voice: its pitch would
+        // make the match ambiguous); the lag at which output and input match best. At 48 kHz
+        // that is sonora's own, about 15 ms (noise suppression's 6 ms overlap, AEC3's blocks,
+        // its band split and 48 <-> 32 kHz conversions). At 16 kHz the conversions are
+        // 48 -> 16 kHz in sonora and 16 -> 48 kHz in ours (3.2 ms), and there is no band split.
+        let lag = |rate| {
+            let mut apm = AudioProcessor::new(rate);
+            let mut talker = Talker::new(0x2545_f491);
+            let (mut input, mut output) = (Vec::new(), Vec::new());
+            let mut mic = vec![0i16; FRAME_SAMPLES];
+            let silence = vec![0i16; FRAME_SAMPLES];
+            for _ in 0..100 {
+                talker.fill(&mut mic);
+                input.extend_from_slice(&mic);
+                apm.process_capture(&mut mic);
+                output.extend_from_slice(&mic);
+                apm.process_render(&silence);
+            }
+            // Over the last second, lags up to 20 ms.
+            let (x, y) = (&input[48_000..], &output[48_000..]);
+            let corr = |l: usize| {
+                x[..x.len() - 960]
+                    .iter()
+                    .zip(&y[l..])
+                    .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                    .sum::<f64>()
+            };
+            let best = (0..960).max_by(|&a, &b| corr(a).total_cmp(&corr(b)));
+            Duration::from_micros(best.unwrap_or(0) as u64 * 1000 / 48)
+        };
+        let (full, wide) = (lag(Full), lag(Wideband));
+        println!("capture delay {full:?} at 48 kHz, {wide:?} at 16 kHz");
+        let ms = Duration::from_millis;
+        assert!((ms(12)..ms(18)).contains(&full), "{full:?} at 48 kHz");
+        assert!(
+            (full..=full + ms(3)).contains(&wide),
+            "{wide:?} at 16 kHz, {full:?} at 48"
+        );
+    }
+
+    #[test]
     fn a_steady_near_end_tone_is_treated_as_noise_and_attenuated() {
         // Noise suppression learns a stationary sound as background noise: a steady tone fades
         // by about the moderate level's 12 dB within 2-3 s. Real voices are not stationary.
         let mut tone = ToneGenerator::new(440.0, -20.0, HUB_RATE);
-        let gains = near_end_gains(|f| tone.fill(f), 150);
+        let gains = near_end_gains(Full, |f| tone.fill(f), 150);
         println!("steady 440 Hz tone, gain per second: {gains:.1?} dB");
         assert!(gains[0] > -6.0, "{gains:.1?}");
         assert!(gains[2] < gains[0], "{gains:.1?}");

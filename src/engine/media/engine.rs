@@ -5,7 +5,7 @@
 //! if one is set, plays the ring tone.
 
 use super::alerts::Alerts;
-use super::apm::AudioProcessor;
+use super::apm::{AudioProcessor, ProcessingRate};
 use super::devices::{
     AudioSink, AudioSource, DeviceError, FRAME_SAMPLES, InputSpec, OutputSpec, loopback_pair,
     open_sink, read_wav_at_hub_rate,
@@ -78,7 +78,8 @@ pub struct MediaEngine {
     input_level: f32,
     call_levels: BTreeMap<CallId, f32>,
     /// Echo cancellation, noise suppression and AGC on the input, if the setting is on: built
-    /// at open, applied only while the input is a real microphone (see `processing_active`).
+    /// at open, applied only while the input is a real microphone (see `processing_active`),
+    /// rebuilt when the calls need another rate (see `sync_processing`).
     apm: Option<Box<AudioProcessor>>,
     /// The audio processing setting; a change applies from the next call (`set_call`).
     audio_processing: bool,
@@ -131,7 +132,7 @@ impl MediaEngine {
             ticks: 0,
             input_level: -120.0,
             call_levels: BTreeMap::new(),
-            apm: audio_processing.then(Box::default),
+            apm: None,
             audio_processing,
             ring: None,
             ring_opens: 0,
@@ -140,6 +141,7 @@ impl MediaEngine {
             reopens: Vec::new(),
             devices_running: true,
         };
+        engine.sync_processing(true);
         // Opened once, paused until something needs them.
         engine.sync_devices();
         (engine, errors)
@@ -194,15 +196,44 @@ impl MediaEngine {
     pub fn set_audio_processing(&mut self, on: bool) {
         self.audio_processing = on;
         if self.streams.is_empty() {
-            self.apply_audio_processing();
+            self.sync_processing(true);
         }
     }
 
-    fn apply_audio_processing(&mut self) {
-        match (self.audio_processing, self.apm.is_some()) {
-            (true, false) => self.apm = Some(Box::default()),
-            (false, true) => self.apm = None,
-            _ => {}
+    /// The rate the calls need the microphone processed at: the full rate if any call with
+    /// media has a full-band codec (Opus), 16 kHz if all are narrowband or wideband (G.711).
+    /// Held and muted calls count (resuming or unmuting should not make the echo canceller
+    /// start over). None with no call: the processor keeps the rate it has (nothing is
+    /// processed with no call, and the next call most likely has the same codec).
+    fn processing_rate(&self) -> Option<ProcessingRate> {
+        self.streams
+            .values()
+            .map(|s| ProcessingRate::for_codec(s.audio_rate()))
+            .max()
+    }
+
+    /// Builds, rebuilds or drops the audio processor: on or off as the setting says when
+    /// `setting_applies` (no call has media, or the first one starts; otherwise as it is), at
+    /// the rate the calls need. A rebuilt echo canceller converges again (about a second);
+    /// that happens only when a call starts, ends or changes codec, never per frame.
+    fn sync_processing(&mut self, setting_applies: bool) {
+        let on = if setting_applies {
+            self.audio_processing
+        } else {
+            self.apm.is_some()
+        };
+        let current = self.apm.as_ref().map(|a| a.rate());
+        let rate = self
+            .processing_rate()
+            .or(current)
+            .unwrap_or(ProcessingRate::Wideband);
+        if !on {
+            self.apm = None;
+        } else if current != Some(rate) {
+            if let Some(old) = current {
+                tracing::info!("audio processing: {} Hz -> {} Hz", old.hz(), rate.hz());
+            }
+            self.apm = Some(Box::new(AudioProcessor::new(rate)));
         }
     }
 
@@ -245,27 +276,32 @@ impl MediaEngine {
             && s.update(params.clone())
         {
             // Muting picks another (silent) encoder: drop the ones no call uses now.
-            self.retain_codecs();
+            self.calls_changed(false);
             return Ok(());
         }
         let stream = Stream::new(params, now, std::time::SystemTime::now())?;
-        if self.streams.is_empty() {
-            // The first call since the setting changed: it applies now.
-            self.apply_audio_processing();
-        }
+        // The first call since the setting changed: it applies now.
+        let first = self.streams.is_empty();
         self.streams.insert(call, stream);
-        self.retain_codecs();
+        self.calls_changed(first);
         Ok(())
     }
 
     /// Ends a call's media; returns its RTCP BYE, to send to the far end.
     pub fn remove_call(&mut self, call: CallId, now: Instant) -> Option<Rtcp> {
         let mut stream = self.streams.remove(&call)?;
-        self.retain_codecs();
+        self.calls_changed(false);
         let mux = stream.params.rtcp_mux;
         stream
             .rtcp_bye(now)
             .map(|(to, bytes)| (call, to, bytes, mux))
+    }
+
+    /// A call started, ended or changed (codec, mute, hold): the encoders and the audio
+    /// processing follow what the calls use now. `first`: the first call is starting.
+    fn calls_changed(&mut self, first: bool) {
+        self.retain_codecs();
+        self.sync_processing(first);
     }
 
     fn retain_codecs(&mut self) {
@@ -525,6 +561,11 @@ impl MediaEngine {
                 .as_ref()
                 .filter(|_| self.processing_active())
                 .map(|a| a.stream_delay_ms().max(0) as u32),
+            audio_processing_rate_hz: self
+                .apm
+                .as_ref()
+                .filter(|_| self.processing_active())
+                .map(|a| a.rate().hz()),
         }
     }
 
@@ -957,6 +998,71 @@ mod tests {
         let now = Instant::now();
         m.tick(now);
         assert_eq!(m.device_stats().frames_played, 1);
+    }
+
+    #[test]
+    fn narrowband_calls_are_processed_at_16_khz_and_an_opus_call_switches_to_48() {
+        use crate::engine::media::devices::open_source;
+        let (mut m, _) = MediaEngine::open(InputSpec::Silence, OutputSpec::Null, true);
+        // A tone under a microphone's name: processed like a real one.
+        let tone = open_source(&InputSpec::Tone(1000.0)).unwrap();
+        m.hub = CaptureHub::with(InputSpec::Device("mic".into()), tone);
+        let t0 = Instant::now();
+        let mut n = 0u64;
+        let mut run = |m: &mut MediaEngine| {
+            for _ in 0..5 {
+                n += 1;
+                m.tick(t0 + Duration::from_millis(20 * n));
+            }
+            let apm = m.apm.as_deref().unwrap();
+            assert_eq!(apm.errors, 0);
+            (
+                m.device_stats().audio_processing_rate_hz,
+                std::ptr::from_ref(apm),
+            )
+        };
+        let pcmu = params(20000, 30000, CodecSpec::pcmu());
+        m.set_call(CallId(1), pcmu.clone(), t0).unwrap();
+        assert_eq!(run(&mut m).0, Some(16_000), "a PCMU call");
+        // An Opus call joins: the processor is rebuilt at the full rate.
+        let opus = params(20002, 30002, CodecSpec::opus());
+        m.set_call(CallId(2), opus.clone(), t0).unwrap();
+        let (rate, built) = run(&mut m);
+        assert_eq!(rate, Some(48_000), "PCMU and Opus calls");
+        // Holding or muting the Opus call keeps the processor (and its converged canceller).
+        m.set_call(
+            CallId(2),
+            MediaParams {
+                muted: true,
+                send: false,
+                ..opus.clone()
+            },
+            t0,
+        )
+        .unwrap();
+        assert_eq!(run(&mut m), (Some(48_000), built));
+        m.remove_call(CallId(2), t0);
+        assert_eq!(run(&mut m).0, Some(16_000), "the Opus call ended");
+        // The PCMU call changes codec (a re-INVITE) to Opus, and back.
+        m.set_call(
+            CallId(1),
+            MediaParams {
+                codec: CodecSpec::opus(),
+                ..pcmu.clone()
+            },
+            t0,
+        )
+        .unwrap();
+        assert_eq!(run(&mut m).0, Some(48_000), "re-negotiated to Opus");
+        m.set_call(CallId(1), pcmu.clone(), t0).unwrap();
+        let (rate, built) = run(&mut m);
+        assert_eq!(rate, Some(16_000), "re-negotiated to PCMU");
+        // No call: nothing is processed, and the rate stays for the next call.
+        m.remove_call(CallId(1), t0);
+        assert_eq!(m.device_stats().audio_processing_rate_hz, Some(16_000));
+        m.set_call(CallId(3), params(20004, 30004, CodecSpec::pcma()), t0)
+            .unwrap();
+        assert_eq!(run(&mut m), (Some(16_000), built), "the next PCMA call");
     }
 
     #[test]

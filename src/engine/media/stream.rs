@@ -157,6 +157,11 @@ impl Stream {
         true
     }
 
+    /// The sample rate of the codec's audio (its PCM side).
+    pub fn audio_rate(&self) -> u32 {
+        self.decoder.clock_rate()
+    }
+
     /// Queues DTMF digits; false when no telephone-event was agreed.
     pub fn queue_dtmf(&mut self, digits: &str) -> bool {
         if self.params.dtmf.is_none() {
