@@ -17,8 +17,9 @@
 //!    call window (Dialtone's `Incoming call from …`, Twinkle's override-redirect `twinkle` popup).
 //! 4. click Answer → 200 OK sent: the popup's green button is found in a screenshot and clicked with
 //!    xdotool; from the X server's XInput 2 raw button press → the app's 200 OK leaving its port.
-//! 5. in the call (bob sends a 440 Hz tone; the app plays it to the null sink and captures the
-//!    sink's monitor): after [`SETTLE`], CPU over BENCH_CPU_SECS and VmRSS at its end.
+//! 5. in the call (bob offers G.711 only, the codec both apps have, and sends a 440 Hz tone; the
+//!    app plays it to the null sink and captures the sink's monitor): after [`SETTLE`], CPU over
+//!    BENCH_CPU_SECS and VmRSS at its end.
 //!
 //! Both apps use the private PulseAudio server's default devices (Dialtone `--audio-in default
 //! --audio-out default`, Twinkle ALSA `default` → the pulse plugin), private XDG / HOME dirs, no
@@ -524,6 +525,9 @@ fn run() -> Result<()> {
             "tone:440",
             "--audio-out",
             "null",
+            // The codec both apps have (Twinkle has no Opus): the same call for each.
+            "--codecs",
+            "PCMU,PCMA",
         ],
     )?;
     bob.wait_event(registration("registered"), STEP)?;
