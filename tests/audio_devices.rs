@@ -118,6 +118,31 @@ fn a_tone_played_to_the_default_output_is_captured_from_the_default_input() {
     );
 }
 
+/// Plugs in a null sink named `name` (a new output, and its monitor a new input) and waits for
+/// the engine to announce the devices by itself; returns them (inputs, outputs).
+fn plug_null_sink(
+    pulse: &Pulse,
+    ev: &mut UnboundedReceiver<Event>,
+    name: &str,
+) -> (Vec<String>, Vec<String>) {
+    let plugged = Instant::now();
+    pulse
+        .pactl(&[
+            "load-module",
+            "module-null-sink",
+            &format!("sink_name={name}"),
+            &format!("sink_properties=device.description={name}"),
+        ])
+        .expect("a new device");
+    let Event::Devices { inputs, outputs } = wait_for(ev, "a devices event", |e| {
+        matches!(e, Event::Devices { .. })
+    }) else {
+        unreachable!("wait_for returns what matched")
+    };
+    println!("{name} announced {:?} after the plug", plugged.elapsed());
+    (inputs, outputs)
+}
+
 fn wait_for(rx: &mut UnboundedReceiver<Event>, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
     let t = Duration::from_secs(10);
     let deadline = Instant::now() + t;
@@ -483,29 +508,12 @@ fn a_new_device_is_announced_and_a_new_default_is_followed() {
     // watcher's first look, a moment later, is its baseline.
     let (e, mut ev) = engine_on_default_devices(base);
     std::thread::sleep(Duration::from_millis(1000));
-    let plugged = Instant::now();
-    pulse
-        .pactl(&[
-            "load-module",
-            "module-null-sink",
-            "sink_name=fresh",
-            "sink_properties=device.description=fresh",
-        ])
-        .expect("a new device");
-    // Announced without being asked.
-    match wait_for(&mut ev, "a devices event", |e| {
-        matches!(e, Event::Devices { .. })
-    }) {
-        Event::Devices { inputs, outputs } => {
-            assert!(outputs.iter().any(|d| d.contains("fresh")), "{outputs:?}");
-            assert!(
-                inputs.iter().any(|d| d.contains("fresh.monitor")),
-                "{inputs:?}"
-            );
-        }
-        _ => unreachable!(),
-    }
-    println!("announced {:?} after the plug", plugged.elapsed());
+    let (inputs, outputs) = plug_null_sink(&pulse, &mut ev, "fresh");
+    assert!(
+        inputs.iter().any(|d| d.contains("fresh.monitor")),
+        "{inputs:?}"
+    );
+    assert!(outputs.iter().any(|d| d.contains("fresh")), "{outputs:?}");
     // A new device alone is not a reason to re-open.
     let d = wait_devices(&e, &mut ev, "unchanged", |_| true);
     assert_eq!((d.input_opens, d.output_opens), (1, 1));
@@ -749,24 +757,8 @@ fn an_idle_engine_wakes_no_watcher_thread_and_makes_no_connection_yet_sees_a_new
         "only the second pactl connected to the sound server"
     );
     // Still watching: a device plugged in now is announced.
-    let plugged = Instant::now();
-    pulse
-        .pactl(&[
-            "load-module",
-            "module-null-sink",
-            "sink_name=late",
-            "sink_properties=device.description=late",
-        ])
-        .expect("a new device");
-    match wait_for(&mut ev, "a devices event", |e| {
-        matches!(e, Event::Devices { .. })
-    }) {
-        Event::Devices { outputs, .. } => {
-            assert!(outputs.iter().any(|d| d.contains("late")), "{outputs:?}")
-        }
-        _ => unreachable!(),
-    }
-    println!("announced {:?} after the plug", plugged.elapsed());
+    let (_, outputs) = plug_null_sink(&pulse, &mut ev, "late");
+    assert!(outputs.iter().any(|d| d.contains("late")), "{outputs:?}");
     e.shutdown();
 }
 
