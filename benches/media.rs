@@ -27,31 +27,29 @@
 //! (needs root or CAP_NET_RAW); it is stopped before the CPU figures. Environment: `BENCH_RUNS`,
 //! `BENCH_DIALTONE=PATH` (another build), `BENCH_KEEP_CAPTURE=1` (keeps the capture, prints its path).
 
-#[path = "../tests/common/peers.rs"]
-#[allow(dead_code)]
-mod peers;
+#[path = "../tests/common/mod.rs"]
+mod fixtures;
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::io::Write;
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
 use common::capture::{Capture, Frame, ms, nanos};
-use common::report::{Stats, stats};
+use common::report::{cell, ratio, stats};
+use common::testbed::{
+    Samples, Span, Testbed, baresip_program, dialtone_program, figure_stats, rounds, runs_from_env,
+};
+use common::ua::{Kind, STEP, rtp_pairs, spawn};
 use common::usage::{Usage, measure};
-use peers::{BaresipConfig, HOST, Kamailio, PortBlock, SippUac, SippUas, find_program};
+use fixtures::peers::{self, HOST, PortBlock};
 
-/// How long any one step may take before the bench gives up.
-const STEP: Duration = Duration::from_secs(10);
 /// Pause after each call so that the BYE transactions are over.
 const SETTLE: Duration = Duration::from_millis(50);
 /// CPU is averaged over this long.
@@ -74,385 +72,6 @@ fn main() {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// The user agents
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
-    Dialtone,
-    Baresip,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Dialtone => "dialtone",
-            Kind::Baresip => "baresip",
-        }
-    }
-}
-
-struct UaSetup {
-    kind: Kind,
-    program: PathBuf,
-    args: Vec<String>,
-    user: &'static str,
-    sip_port: u16,
-    rtp: (u16, u16),
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl UaSetup {
-    fn dialtone(
-        program: PathBuf,
-        user: &'static str,
-        sip_port: u16,
-        rtp: (u16, u16),
-        kam: u16,
-    ) -> UaSetup {
-        let args = [
-            "--headless".to_string(),
-            "--account".into(),
-            format!("sip:{user}@{HOST}:{kam}"),
-            "--password".into(),
-            format!("{user}pw"),
-            "--listen".into(),
-            format!("{HOST}:{sip_port}"),
-            "--rtp-ports".into(),
-            format!("{}-{}", rtp.0, rtp.1),
-            "--auto-answer".into(),
-            // Like baresip's aufile tone and aubridge: no sound card; the same codecs offered.
-            "--audio-in".into(),
-            "tone:440".into(),
-            "--audio-out".into(),
-            "null".into(),
-            "--codecs".into(),
-            "PCMU,PCMA".into(),
-        ];
-        UaSetup {
-            kind: Kind::Dialtone,
-            program,
-            args: args.to_vec(),
-            user,
-            sip_port,
-            rtp: rtp_pairs(rtp),
-            _dir: None,
-        }
-    }
-
-    fn baresip(
-        program: PathBuf,
-        user: &'static str,
-        sip_port: u16,
-        rtp: (u16, u16),
-        kam: u16,
-    ) -> Result<UaSetup> {
-        let config = BaresipConfig::new(user, sip_port, rtp).registrar(kam);
-        let dir = config.write_dir()?;
-        Ok(UaSetup {
-            kind: Kind::Baresip,
-            program,
-            args: vec!["-f".into(), dir.path().display().to_string()],
-            user,
-            sip_port,
-            rtp: rtp_pairs(rtp),
-            _dir: Some(dir),
-        })
-    }
-
-    fn spawn(&self) -> Result<Ua> {
-        spawn_ua(self.kind, &self.program, &self.args)
-    }
-}
-
-/// The ports a UA given the RTP range `rtp` may send from: baresip 1.0 rounds an odd first port
-/// down to an even one (its RTP on first − 1), so whole RTP/RTCP pairs around the range.
-fn rtp_pairs(rtp: (u16, u16)) -> (u16, u16) {
-    (rtp.0 & !1, rtp.1 | 1)
-}
-
-fn spawn_ua(kind: Kind, program: &Path, args: &[String]) -> Result<Ua> {
-    let (reader, writer) = std::io::pipe().context("creating a pipe")?;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(writer.try_clone().context("cloning a pipe")?)
-        .stderr(writer)
-        .process_group(0);
-    peers::die_with_parent(&mut cmd, libc::SIGKILL);
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}: {cmd:?}", kind.name()))?;
-    drop(cmd);
-    let stdin = child.stdin.take();
-    let (tx, lines) = mpsc::channel();
-    thread::Builder::new()
-        .name(format!("{}-output", kind.name()))
-        .spawn(move || {
-            let mut reader = BufReader::new(reader);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let text = String::from_utf8_lossy(&line).trim_end().to_string();
-                        if tx.send(text).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        })
-        .context("spawning an output reader thread")?;
-    Ok(Ua {
-        kind,
-        child,
-        stdin,
-        lines,
-        log: Vec::new(),
-        exited: false,
-    })
-}
-
-struct Ua {
-    kind: Kind,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
-    exited: bool,
-}
-
-enum Seen {
-    Nothing,
-    Done,
-    Failed,
-}
-
-impl Ua {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn command(&mut self, line: &str) -> Result<()> {
-        let stdin = self
-            .stdin
-            .as_mut()
-            .ok_or_else(|| anyhow!("{}: stdin closed", self.kind.name()))?;
-        writeln!(stdin, "{line}")
-            .and_then(|()| stdin.flush())
-            .map_err(|e| self.error(&format!("writing {line:?} to its stdin: {e}")))
-    }
-
-    /// Consumes output lines until `judge` says done; returns that line.
-    fn wait(&mut self, what: &str, judge: impl Fn(&str) -> Seen) -> Result<String> {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let seen = judge(&line);
-                    self.log.push(line.clone());
-                    match seen {
-                        Seen::Nothing => {}
-                        Seen::Done => return Ok(line),
-                        Seen::Failed => {
-                            return Err(self.error(&format!("failed while waiting for {what}")));
-                        }
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    return Err(self.error(&format!("no {what} within {STEP:?}")));
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = self.child.wait().ok();
-                    self.exited = true;
-                    return Err(
-                        self.error(&format!("exited ({status:?}) while waiting for {what}"))
-                    );
-                }
-            }
-        }
-    }
-
-    /// Drops output read so far (baresip's status lines during long calls).
-    fn drain(&mut self) {
-        for line in self.lines.try_iter() {
-            self.log.push(line);
-        }
-        let keep = self.log.len().saturating_sub(200);
-        self.log.drain(..keep);
-    }
-
-    fn wait_registered(&mut self) -> Result<()> {
-        match self.kind {
-            Kind::Dialtone => {
-                self.wait("`registration` `registered` event", |l| {
-                    match json_field(l, "registration", "state").as_deref() {
-                        Some("registered") => Seen::Done,
-                        Some("failed") => Seen::Failed,
-                        _ => Seen::Nothing,
-                    }
-                })
-            }
-            Kind::Baresip => self.wait("\"registered successfully\"", |l| {
-                if l.contains("registered successfully") {
-                    Seen::Done
-                } else if l.contains("reg: ") {
-                    Seen::Failed
-                } else {
-                    Seen::Nothing
-                }
-            }),
-        }
-        .map(|_| ())
-    }
-
-    fn dial(&mut self, uri: &str) -> Result<()> {
-        match self.kind {
-            Kind::Dialtone => self.command(&format!("call {uri}")),
-            Kind::Baresip => self.command(&format!("/dial {uri}")),
-        }
-    }
-
-    fn hangup(&mut self) -> Result<()> {
-        match self.kind {
-            Kind::Dialtone => self.command("hangup"),
-            Kind::Baresip => self.command("/hangup"),
-        }
-    }
-
-    fn wait_established(&mut self) -> Result<()> {
-        match self.kind {
-            Kind::Dialtone => self.wait("`call` `established` event", |l| {
-                match json_field(l, "call", "state").as_deref() {
-                    Some("established") => Seen::Done,
-                    Some("ended") => Seen::Failed,
-                    _ => Seen::Nothing,
-                }
-            }),
-            Kind::Baresip => self.wait("\"Call established\"", |l| {
-                if l.contains("Call established") {
-                    Seen::Done
-                } else if l.contains("session closed") {
-                    Seen::Failed
-                } else {
-                    Seen::Nothing
-                }
-            }),
-        }
-        .map(|_| ())
-    }
-
-    fn wait_ended(&mut self, by_peer: bool) -> Result<()> {
-        match self.kind {
-            Kind::Dialtone => self.wait("`call` `ended` event", |l| {
-                match json_field(l, "call", "state").as_deref() {
-                    Some("ended") => Seen::Done,
-                    _ => Seen::Nothing,
-                }
-            }),
-            Kind::Baresip => {
-                let needle = if by_peer {
-                    "session closed"
-                } else {
-                    "terminate call"
-                };
-                self.wait(&format!("{needle:?}"), move |l| {
-                    if l.contains(needle) {
-                        Seen::Done
-                    } else {
-                        Seen::Nothing
-                    }
-                })
-            }
-        }
-        .map(|_| ())
-    }
-
-    /// Dialtone: the `stats` event's calls.
-    fn stats(&mut self) -> Result<Vec<serde_json::Value>> {
-        self.command("stats")?;
-        let line = self.wait("`stats` event", |l| {
-            if json_value(l)
-                .is_some_and(|v| v.get("event").and_then(|e| e.as_str()) == Some("stats"))
-            {
-                Seen::Done
-            } else {
-                Seen::Nothing
-            }
-        })?;
-        let v = json_value(&line).ok_or_else(|| anyhow!("bad stats line {line:?}"))?;
-        Ok(v.get("calls")
-            .and_then(|c| c.as_array())
-            .cloned()
-            .unwrap_or_default())
-    }
-
-    fn quit(mut self) -> Result<()> {
-        match self.kind {
-            Kind::Dialtone => self.command("quit")?,
-            Kind::Baresip => self.command("/quit")?,
-        }
-        self.stdin = None;
-        let deadline = Instant::now() + STEP;
-        loop {
-            if let Some(status) = self.child.try_wait().context("waiting for a UA")? {
-                self.exited = true;
-                if !status.success() && self.kind == Kind::Dialtone {
-                    return Err(self.error(&format!("exited with {status} after quit")));
-                }
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(self.error("did not exit after quit"));
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn error(&self, what: &str) -> anyhow::Error {
-        let mut log = self.log.clone();
-        log.extend(self.lines.try_iter());
-        let tail = log[log.len().saturating_sub(40)..].join("\n");
-        anyhow!(
-            "{}: {what}\n----- last output of {} -----\n{tail}\n----- end -----",
-            self.kind.name(),
-            self.kind.name()
-        )
-    }
-}
-
-impl Drop for Ua {
-    fn drop(&mut self) {
-        if !self.exited {
-            // SAFETY: plain syscall on our own child's process group (not reaped yet).
-            unsafe {
-                libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL);
-            }
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn json_value(line: &str) -> Option<serde_json::Value> {
-    if !line.starts_with('{') {
-        return None;
-    }
-    serde_json::from_str(line).ok()
-}
-
-/// `field` of a Dialtone JSON event line of kind `event`.
-fn json_field(line: &str, event: &str, field: &str) -> Option<String> {
-    let v = json_value(line)?;
-    if v.get("event")?.as_str()? != event {
-        return None;
-    }
-    Some(v.get(field)?.as_str()?.to_string())
-}
-
-// ---------------------------------------------------------------------------------------------------
 // Latency windows
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -472,8 +91,6 @@ struct Window {
 
 const F_INCOMING: &str = "incoming INVITE → first RTP sent (auto-answer)";
 const F_OUTGOING: &str = "outgoing INVITE with credentials → first RTP received";
-
-type Samples = BTreeMap<(&'static str, Kind), Vec<f64>>;
 
 fn analyse(windows: &[Window], frames: &[Frame]) -> Result<Samples> {
     let mut samples = Samples::new();
@@ -630,8 +247,8 @@ fn two_engines(program: &Path, ports: &PortBlock, work: &Path) -> Result<MouthTo
         a_rtp_any.0, a_rtp_any.1, b_rtp_any.0, b_rtp_any.1
     );
     let mut capture = Capture::start(work, "two-engines", &filter, a_sip)?;
-    let mut b = spawn_ua(Kind::Dialtone, program, &b_args)?;
-    let mut a = spawn_ua(Kind::Dialtone, program, &a_args)?;
+    let (mut b, _) = spawn(Kind::Dialtone, program, &b_args)?;
+    let (mut a, _) = spawn(Kind::Dialtone, program, &a_args)?;
     // Let both bind their sockets.
     let deadline = Instant::now() + STEP;
     while !(peers::udp_listening(a_sip) && peers::udp_listening(b_sip)) {
@@ -693,33 +310,17 @@ fn two_engines(program: &Path, ports: &PortBlock, work: &Path) -> Result<MouthTo
 // The run
 
 fn run() -> Result<()> {
-    let runs: usize = match std::env::var("BENCH_RUNS") {
-        Ok(v) => v
-            .parse()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| anyhow!("BENCH_RUNS={v:?}: expected a positive whole number"))?,
-        Err(_) => 10,
-    };
-    let dialtone_bin = std::env::var_os("BENCH_DIALTONE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dialtone")));
-    if !dialtone_bin.exists() {
-        bail!("{} not found", dialtone_bin.display());
-    }
-    let baresip_bin = find_program("baresip")
-        .ok_or_else(|| anyhow!("baresip not found: install it with scripts/install-deps.sh"))?;
+    let runs = runs_from_env()?;
+    let dialtone_bin = dialtone_program("media")?;
+    let baresip_bin = baresip_program()?;
     let load_before = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let begun = Instant::now();
     println!("media: Dialtone vs baresip on loopback, {runs} latency runs each (BENCH_RUNS)");
     println!("  dialtone: {}", dialtone_bin.display());
 
-    let ports = PortBlock::try_acquire()?;
-    let kam_port = ports.port();
-    let echo_port = ports.sip_port();
-    let kam = Kamailio::start(kam_port, echo_port)?;
-    let _echo = SippUas::start(echo_port, ports.rtp_ports(4).0)?;
-    let (uac_port, uac_rtp) = (ports.sip_port(), ports.rtp_ports(4).0);
+    // Dialtone offers what baresip does (its harness config: PCMU, PCMA).
+    let bed = Testbed::start(dialtone_bin.clone(), baresip_bin, Some("PCMU,PCMA"))?;
+    let setups = &bed.setups;
     let mut work = tempfile::Builder::new()
         .prefix("dialtone-bench-media-")
         .tempdir()
@@ -729,94 +330,39 @@ fn run() -> Result<()> {
     if keep {
         println!("  work dir kept: {}", work.path().display());
     }
-    let setups = [
-        UaSetup::dialtone(
-            dialtone_bin.clone(),
-            "carol",
-            ports.sip_port(),
-            ports.rtp_ports(10),
-            kam.port(),
-        ),
-        UaSetup::baresip(
-            baresip_bin,
-            "bob",
-            ports.sip_port(),
-            ports.rtp_ports(10),
-            kam.port(),
-        )?,
-    ];
     let filter = format!(
         "udp port {} or udp portrange {}-{} or udp portrange {}-{}",
-        kam.port(),
+        bed.kam.port(),
         setups[0].rtp.0,
         setups[0].rtp.1,
         setups[1].rtp.0,
         setups[1].rtp.1
     );
-    let mut capture = Capture::start(work.path(), "sip-rtp", &filter, kam.port())?;
-    let echo_uri = format!("sip:echo@{HOST}:{}", kam.port());
+    let mut capture = Capture::start(work.path(), "sip-rtp", &filter, bed.kam.port())?;
 
-    let mut uas = Vec::new();
-    for setup in &setups {
-        let mut ua = setup.spawn()?;
-        ua.wait_registered()?;
-        uas.push(ua);
-    }
+    let mut uas = bed.start_uas()?;
     thread::sleep(SETTLE);
-    let mut windows = Vec::new();
+    let window = |action, span: Span| Window {
+        kind: setups[span.ua].kind,
+        action,
+        sip_port: setups[span.ua].sip_port,
+        rtp: setups[span.ua].rtp,
+        from: span.from,
+        to: span.to,
+    };
     // 1. incoming; run 0 is a warm-up.
-    for run in 0..=runs {
-        for i in order(run) {
-            let (setup, ua) = (&setups[i], &mut uas[i]);
-            let from = SystemTime::now();
-            let call = SippUac::new(uac_port, uac_rtp)
-                .without_media()
-                .hold(Duration::from_millis(100))
-                .run(kam.port(), setup.user)?;
-            if !call.success() {
-                bail!("sipp could not call {}:\n{call}", setup.kind.name());
-            }
-            ua.wait_established()?;
-            ua.wait_ended(true)?;
-            thread::sleep(SETTLE);
-            if run > 0 {
-                windows.push(Window {
-                    kind: setup.kind,
-                    action: Action::Incoming,
-                    sip_port: setup.sip_port,
-                    rtp: setup.rtp,
-                    from,
-                    to: SystemTime::now(),
-                });
-            }
-        }
-    }
+    let incoming = rounds(runs, SETTLE, &mut uas, |i, ua| bed.incoming_call(i, ua))?;
+    let mut windows: Vec<Window> = incoming
+        .into_iter()
+        .map(|s| window(Action::Incoming, s))
+        .collect();
     print!("  incoming calls done");
     std::io::stdout().flush().ok();
-    // 2. outgoing.
-    for run in 0..=runs {
-        for i in order(run) {
-            let (setup, ua) = (&setups[i], &mut uas[i]);
-            let from = SystemTime::now();
-            ua.dial(&echo_uri)?;
-            ua.wait_established()?;
-            // Until the echo is back for sure.
-            thread::sleep(Duration::from_millis(150));
-            ua.hangup()?;
-            ua.wait_ended(false)?;
-            thread::sleep(SETTLE);
-            if run > 0 {
-                windows.push(Window {
-                    kind: setup.kind,
-                    action: Action::Outgoing,
-                    sip_port: setup.sip_port,
-                    rtp: setup.rtp,
-                    from,
-                    to: SystemTime::now(),
-                });
-            }
-        }
-    }
+    // 2. outgoing, each call held until the echo is back for sure.
+    let outgoing = rounds(runs, SETTLE, &mut uas, |_, ua| {
+        ua.call(&bed.echo_uri, Duration::from_millis(150))
+    })?;
+    windows.extend(outgoing.into_iter().map(|s| window(Action::Outgoing, s)));
     let frames = capture.finish()?;
     drop(capture);
     let samples = analyse(&windows, &frames)?;
@@ -826,7 +372,7 @@ fn run() -> Result<()> {
     );
 
     // 4. two engines (before the CPU figures: it captures too).
-    let m2e = two_engines(&dialtone_bin, &ports, work.path())?;
+    let m2e = two_engines(&dialtone_bin, &bed.ports, work.path())?;
     println!(
         "  two engines done ({:.1} s)",
         begun.elapsed().as_secs_f64()
@@ -848,7 +394,7 @@ fn run() -> Result<()> {
         let mut calls = 0;
         for &n in counts {
             while calls < n {
-                ua.dial(&echo_uri)?;
+                ua.dial(&bed.echo_uri)?;
                 ua.wait_established()?;
                 calls += 1;
             }
@@ -871,34 +417,12 @@ fn run() -> Result<()> {
     }
     let load_after = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     print_report(&samples, runs, &usage, &m2e, &load_before, &load_after);
-    drop(kam);
+    drop(bed);
     Ok(())
-}
-
-fn order(run: usize) -> [usize; 2] {
-    if run.is_multiple_of(2) {
-        [0, 1]
-    } else {
-        [1, 0]
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------
 // The report
-
-fn cell(s: &Option<Stats>) -> String {
-    match s {
-        Some(s) => format!("{:.2} ms ({:.2}–{:.2})", s.median, s.min, s.max),
-        None => "–".to_string(),
-    }
-}
-
-fn ratio(d: Option<f64>, b: Option<f64>) -> String {
-    match (d, b) {
-        (Some(d), Some(b)) if b > 0.0 => format!("{:.2}", d / b),
-        _ => "–".to_string(),
-    }
-}
 
 fn print_report(
     samples: &Samples,
@@ -913,12 +437,7 @@ fn print_report(
     let _ = writeln!(out, "| figure | Dialtone | baresip | Dialtone/baresip |");
     let _ = writeln!(out, "|---|---|---|---|");
     for figure in [F_INCOMING, F_OUTGOING] {
-        let d = stats(
-            samples
-                .get(&(figure, Kind::Dialtone))
-                .map_or(&[][..], |v| v),
-        );
-        let b = stats(samples.get(&(figure, Kind::Baresip)).map_or(&[][..], |v| v));
+        let (d, b) = figure_stats(samples, figure);
         let r = ratio(d.as_ref().map(|s| s.median), b.as_ref().map(|s| s.median));
         let _ = writeln!(out, "| {figure} | {} | {} | {r} |", cell(&d), cell(&b));
     }

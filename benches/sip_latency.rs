@@ -26,30 +26,26 @@
 //! binary (an older build, or a wrapper script running it under strace/perf);
 //! `BENCH_KEEP_CAPTURE=1` keeps the capture file and prints its path.
 
-#[path = "../tests/common/peers.rs"]
-#[allow(dead_code)]
-mod peers;
+#[path = "../tests/common/mod.rs"]
+mod fixtures;
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use common::capture::{Capture, Frame, ms, nanos};
-use common::report::{Stats, stats};
-use peers::{BaresipConfig, HOST, Kamailio, PortBlock, SippUac, SippUas, find_program};
+use common::report::{cell, ratio};
+use common::testbed::{
+    Samples, Span, Testbed, baresip_program, dialtone_program, figure_stats, order, rounds,
+    runs_from_env,
+};
+use common::ua::Kind;
 
-/// How long any one step may take before the bench gives up (they take milliseconds).
-const STEP: Duration = Duration::from_secs(10);
 /// Pause after each call and start-up, so that the BYE / un-REGISTER transactions are over and the
 /// next measurement starts on a quiet machine.
 const SETTLE: Duration = Duration::from_millis(50);
@@ -70,354 +66,6 @@ fn main() {
             std::process::exit(1);
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// The two user agents
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
-    Dialtone,
-    Baresip,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Dialtone => "dialtone",
-            Kind::Baresip => "baresip",
-        }
-    }
-}
-
-/// Everything needed to start one UA, again and again, on the same ports.
-struct UaSetup {
-    kind: Kind,
-    program: PathBuf,
-    args: Vec<String>,
-    user: &'static str,
-    sip_port: u16,
-    /// baresip's config directory (config, accounts, tone.wav); kept for the whole run.
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl UaSetup {
-    fn dialtone(
-        program: PathBuf,
-        user: &'static str,
-        sip_port: u16,
-        rtp: (u16, u16),
-        kam: u16,
-    ) -> UaSetup {
-        let args = [
-            "--headless".to_string(),
-            "--account".into(),
-            format!("sip:{user}@{HOST}:{kam}"),
-            "--password".into(),
-            format!("{user}pw"),
-            "--listen".into(),
-            format!("{HOST}:{sip_port}"),
-            "--rtp-ports".into(),
-            format!("{}-{}", rtp.0, rtp.1),
-            "--auto-answer".into(),
-            // Like baresip's aufile tone: a synthetic microphone, no sound card.
-            "--audio-in".into(),
-            "tone:440".into(),
-            "--audio-out".into(),
-            "null".into(),
-        ];
-        UaSetup {
-            kind: Kind::Dialtone,
-            program,
-            args: args.to_vec(),
-            user,
-            sip_port,
-            _dir: None,
-        }
-    }
-
-    fn baresip(
-        program: PathBuf,
-        user: &'static str,
-        sip_port: u16,
-        rtp: (u16, u16),
-        kam: u16,
-    ) -> Result<UaSetup> {
-        // The harness's config (tests/peers/baresip-config.in): auto-answer, PCMU/PCMA, a tone file
-        // as microphone, no DTLS module.
-        let config = BaresipConfig::new(user, sip_port, rtp).registrar(kam);
-        let dir = config.write_dir()?;
-        Ok(UaSetup {
-            kind: Kind::Baresip,
-            program,
-            args: vec!["-f".into(), dir.path().display().to_string()],
-            user,
-            sip_port,
-            _dir: Some(dir),
-        })
-    }
-
-    /// Starts the UA; returns it and the wall-clock time taken right before the spawn.
-    fn spawn(&self) -> Result<(Ua, SystemTime)> {
-        let (reader, writer) = std::io::pipe().context("creating a pipe")?;
-        let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args)
-            .env_remove("RUST_LOG") // Dialtone's default log level (info), as a user runs it
-            .stdin(Stdio::piped())
-            .stdout(writer.try_clone().context("cloning a pipe")?)
-            .stderr(writer)
-            .process_group(0);
-        peers::die_with_parent(&mut cmd, libc::SIGKILL);
-        let started = SystemTime::now();
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}: {cmd:?}", self.kind.name()))?;
-        drop(cmd); // our copies of the pipe's write end: EOF once the UA has exited
-        let stdin = child.stdin.take();
-        let (tx, lines) = mpsc::channel();
-        thread::Builder::new()
-            .name(format!("{}-output", self.kind.name()))
-            .spawn(move || {
-                let mut reader = BufReader::new(reader);
-                let mut line = Vec::new();
-                loop {
-                    line.clear();
-                    match reader.read_until(b'\n', &mut line) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {
-                            let at = SystemTime::now();
-                            let text = String::from_utf8_lossy(&line).trim_end().to_string();
-                            if tx.send((at, text)).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            })
-            .context("spawning an output reader thread")?;
-        Ok((
-            Ua {
-                kind: self.kind,
-                child,
-                stdin,
-                lines,
-                log: Vec::new(),
-                exited: false,
-            },
-            started,
-        ))
-    }
-}
-
-/// A running UA: its output, line by line, as the parent reads it.
-struct Ua {
-    kind: Kind,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<(SystemTime, String)>,
-    /// Every line consumed so far (for error messages).
-    log: Vec<String>,
-    exited: bool,
-}
-
-/// What a line means to a wait: go on, done, or a failure.
-enum Seen {
-    Nothing,
-    Done,
-    Failed,
-}
-
-impl Ua {
-    fn command(&mut self, line: &str) -> Result<()> {
-        let stdin = self
-            .stdin
-            .as_mut()
-            .ok_or_else(|| anyhow!("{}: stdin closed", self.kind.name()))?;
-        writeln!(stdin, "{line}")
-            .and_then(|()| stdin.flush())
-            .map_err(|e| self.error(&format!("writing {line:?} to its stdin: {e}")))
-    }
-
-    /// Consumes output lines until `judge` says done (returns when the parent read that line) or
-    /// failed; fails on timeout and on exit too.
-    fn wait(&mut self, what: &str, judge: impl Fn(&str) -> Seen) -> Result<SystemTime> {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok((at, line)) => {
-                    let seen = judge(&line);
-                    self.log.push(line);
-                    match seen {
-                        Seen::Nothing => {}
-                        Seen::Done => return Ok(at),
-                        Seen::Failed => {
-                            return Err(self.error(&format!("failed while waiting for {what}")));
-                        }
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    return Err(self.error(&format!("no {what} within {STEP:?}")));
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = self.child.wait().ok();
-                    self.exited = true;
-                    return Err(
-                        self.error(&format!("exited ({status:?}) while waiting for {what}"))
-                    );
-                }
-            }
-        }
-    }
-
-    fn wait_registered(&mut self) -> Result<SystemTime> {
-        match self.kind {
-            Kind::Dialtone => {
-                self.wait("`registration` `registered` event", |l| {
-                    match json_event(l, "registration").as_deref() {
-                        Some("registered") => Seen::Done,
-                        Some("failed") => Seen::Failed,
-                        _ => Seen::Nothing,
-                    }
-                })
-            }
-            // "All 1 useragent registered successfully!"; a failure logs "reg: <aor>: 401 …".
-            Kind::Baresip => self.wait("\"registered successfully\"", |l| {
-                if l.contains("registered successfully") {
-                    Seen::Done
-                } else if l.contains("reg: ") {
-                    Seen::Failed
-                } else {
-                    Seen::Nothing
-                }
-            }),
-        }
-    }
-
-    fn dial(&mut self, uri: &str) -> Result<()> {
-        match self.kind {
-            Kind::Dialtone => self.command(&format!("call {uri}")),
-            Kind::Baresip => self.command(&format!("/dial {uri}")),
-        }
-    }
-
-    fn hangup(&mut self) -> Result<()> {
-        match self.kind {
-            Kind::Dialtone => self.command("hangup"),
-            Kind::Baresip => self.command("/hangup"),
-        }
-    }
-
-    fn wait_established(&mut self) -> Result<SystemTime> {
-        match self.kind {
-            Kind::Dialtone => self.wait("`call` `established` event", |l| {
-                match json_event(l, "call").as_deref() {
-                    Some("established") => Seen::Done,
-                    Some("ended") => Seen::Failed,
-                    _ => Seen::Nothing,
-                }
-            }),
-            Kind::Baresip => self.wait("\"Call established\"", |l| {
-                if l.contains("Call established") {
-                    Seen::Done
-                } else if l.contains("session closed") {
-                    Seen::Failed
-                } else {
-                    Seen::Nothing
-                }
-            }),
-        }
-    }
-
-    /// Waits for the end of the current call (ours or the far end's hang-up).
-    fn wait_ended(&mut self, by_peer: bool) -> Result<SystemTime> {
-        match self.kind {
-            Kind::Dialtone => self.wait("`call` `ended` event", |l| {
-                match json_event(l, "call").as_deref() {
-                    Some("ended") => Seen::Done,
-                    _ => Seen::Nothing,
-                }
-            }),
-            // The side that hangs up logs "call: terminate call" (before its BYE); the other side
-            // "session closed: Connection reset by peer".
-            Kind::Baresip => {
-                let needle = if by_peer {
-                    "session closed"
-                } else {
-                    "terminate call"
-                };
-                self.wait(&format!("{needle:?}"), move |l| {
-                    if l.contains(needle) {
-                        Seen::Done
-                    } else {
-                        Seen::Nothing
-                    }
-                })
-            }
-        }
-    }
-
-    /// Asks the UA to quit (it un-registers first) and waits for it to exit.
-    fn quit(mut self) -> Result<()> {
-        match self.kind {
-            Kind::Dialtone => self.command("quit")?,
-            Kind::Baresip => self.command("/quit")?,
-        }
-        // End of input too: `dialtone --headless` at 159ed99 only exits once its stdin reader
-        // returns (tokio's blocking stdin read holds the runtime's shutdown), i.e. at the next line
-        // or EOF. Done for both UAs alike; it does not touch any figure (they end before the quit).
-        self.stdin = None;
-        let deadline = Instant::now() + STEP;
-        loop {
-            if let Some(status) = self.child.try_wait().context("waiting for a UA")? {
-                self.exited = true;
-                if !status.success() && self.kind == Kind::Dialtone {
-                    return Err(self.error(&format!("exited with {status} after quit")));
-                }
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(self.error("did not exit after quit"));
-            }
-            thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    fn error(&self, what: &str) -> anyhow::Error {
-        // Lines still in the pipe help too.
-        let mut log = self.log.clone();
-        log.extend(self.lines.try_iter().map(|(_, l)| l));
-        let tail = log[log.len().saturating_sub(40)..].join("\n");
-        anyhow!(
-            "{}: {what}\n----- last output of {} -----\n{tail}\n----- end -----",
-            self.kind.name(),
-            self.kind.name()
-        )
-    }
-}
-
-impl Drop for Ua {
-    fn drop(&mut self) {
-        if !self.exited {
-            // SAFETY: plain syscall on our own child's process group (not reaped yet).
-            unsafe {
-                libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL);
-            }
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// The `state` of a Dialtone JSON event line of kind `event`.
-fn json_event(line: &str, event: &str) -> Option<String> {
-    if !line.starts_with('{') {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    if v.get("event")?.as_str()? != event {
-        return None;
-    }
-    Some(v.get("state")?.as_str()?.to_string())
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -461,8 +109,6 @@ const FIGURES: [&str; 8] = [
     F_OUTGOING_FIRST,
     F_OUTGOING_AUTH,
 ];
-
-type Samples = BTreeMap<(&'static str, Kind), Vec<f64>>;
 
 /// Turns each window into its figures, from the capture.
 fn analyse(windows: &[Window], frames: &[Frame]) -> Result<Samples> {
@@ -560,26 +206,9 @@ fn analyse(windows: &[Window], frames: &[Frame]) -> Result<Samples> {
 // The run
 
 fn run() -> Result<()> {
-    let runs: usize = match std::env::var("BENCH_RUNS") {
-        Ok(v) => v
-            .parse()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| anyhow!("BENCH_RUNS={v:?}: expected a positive whole number"))?,
-        Err(_) => 10,
-    };
-    // cargo builds the release `dialtone` for the bench; BENCH_DIALTONE compares another build.
-    let dialtone_bin = std::env::var_os("BENCH_DIALTONE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dialtone")));
-    if !dialtone_bin.exists() {
-        bail!(
-            "{} not found: run the bench with `cargo bench --bench sip_latency`, which builds it",
-            dialtone_bin.display()
-        );
-    }
-    let baresip_bin = find_program("baresip")
-        .ok_or_else(|| anyhow!("baresip not found: install it with scripts/install-deps.sh"))?;
+    let runs = runs_from_env()?;
+    let dialtone_bin = dialtone_program("sip_latency")?;
+    let baresip_bin = baresip_program()?;
     let load_before = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let begun = Instant::now();
 
@@ -588,54 +217,33 @@ fn run() -> Result<()> {
     );
     println!("  dialtone: {}", dialtone_bin.display());
 
-    let ports = PortBlock::try_acquire()?;
-    let kam_port = ports.port();
-    let echo_port = ports.sip_port();
-    let kam = Kamailio::start(kam_port, echo_port)?;
-    let _echo = SippUas::start(echo_port, ports.rtp_ports(4).0)?;
-    let (uac_port, uac_rtp) = (ports.sip_port(), ports.rtp_ports(4).0);
+    let bed = Testbed::start(dialtone_bin, baresip_bin, None)?;
+    let setups = &bed.setups;
     let mut work = tempfile::Builder::new()
         .prefix("dialtone-bench-")
         .tempdir()
         .context("creating a temp dir")?;
     work.disable_cleanup(std::env::var_os("BENCH_KEEP_CAPTURE").is_some());
-    let setups = [
-        UaSetup::dialtone(
-            dialtone_bin.clone(),
-            "carol",
-            ports.sip_port(),
-            ports.rtp_ports(10),
-            kam.port(),
-        ),
-        UaSetup::baresip(
-            baresip_bin,
-            "bob",
-            ports.sip_port(),
-            ports.rtp_ports(10),
-            kam.port(),
-        )?,
-    ];
     let mut capture = Capture::start(
         work.path(),
         "sip",
-        &format!("udp port {}", kam.port()),
-        kam.port(),
+        &format!("udp port {}", bed.kam.port()),
+        bed.kam.port(),
     )?;
     if std::env::var_os("BENCH_KEEP_CAPTURE").is_some() {
         let kept = work.path().join("sip.pcapng");
         println!(
             "  capture kept: {} (decode with -d udp.port=={},sip)",
             kept.display(),
-            kam.port()
+            bed.kam.port()
         );
     }
-    let echo_uri = format!("sip:echo@{HOST}:{}", kam.port());
     let mut windows: Vec<Window> = Vec::new();
 
     // Run 0 is the warm-up (page cache, baresip's uuid file, Kamailio's first transactions).
     // 1. process start → registered; then quit (un-REGISTER) before the next start.
     for run in 0..=runs {
-        for setup in ordered(&setups, run) {
+        for setup in order(run).map(|i| &setups[i]) {
             let (mut ua, from) = setup.spawn()?;
             let line_at = ua.wait_registered()?;
             thread::sleep(SETTLE);
@@ -658,62 +266,24 @@ fn run() -> Result<()> {
     std::io::stdout().flush().ok();
 
     // 2 and 3: one long-lived process of each UA, calls alternating between them.
-    let mut uas = Vec::new();
-    for setup in &setups {
-        let (mut ua, _) = setup.spawn()?;
-        ua.wait_registered()?;
-        uas.push(ua);
-    }
+    let mut uas = bed.start_uas()?;
     thread::sleep(SETTLE);
-    for run in 0..=runs {
-        for i in order(run) {
-            let (setup, ua) = (&setups[i], &mut uas[i]);
-            let from = SystemTime::now();
-            let call = SippUac::new(uac_port, uac_rtp)
-                .without_media()
-                .hold(Duration::from_millis(100))
-                .run(kam.port(), setup.user)?;
-            if !call.success() {
-                bail!("sipp could not call {}:\n{call}", setup.kind.name());
-            }
-            ua.wait_established()?;
-            ua.wait_ended(true)?;
-            thread::sleep(SETTLE);
-            if run > 0 {
-                windows.push(Window {
-                    kind: setup.kind,
-                    action: Action::Incoming,
-                    port: setup.sip_port,
-                    from,
-                    to: SystemTime::now(),
-                    line_at: None,
-                });
-            }
-        }
-    }
+    let window = |action, span: Span| Window {
+        kind: setups[span.ua].kind,
+        action,
+        port: setups[span.ua].sip_port,
+        from: span.from,
+        to: span.to,
+        line_at: None,
+    };
+    let incoming = rounds(runs, SETTLE, &mut uas, |i, ua| bed.incoming_call(i, ua))?;
+    windows.extend(incoming.into_iter().map(|s| window(Action::Incoming, s)));
     print!(", incoming calls done");
     std::io::stdout().flush().ok();
-    for run in 0..=runs {
-        for i in order(run) {
-            let (setup, ua) = (&setups[i], &mut uas[i]);
-            let from = SystemTime::now();
-            ua.dial(&echo_uri)?;
-            ua.wait_established()?;
-            ua.hangup()?;
-            ua.wait_ended(false)?;
-            thread::sleep(SETTLE);
-            if run > 0 {
-                windows.push(Window {
-                    kind: setup.kind,
-                    action: Action::Outgoing,
-                    port: setup.sip_port,
-                    from,
-                    to: SystemTime::now(),
-                    line_at: None,
-                });
-            }
-        }
-    }
+    let outgoing = rounds(runs, SETTLE, &mut uas, |_, ua| {
+        ua.call(&bed.echo_uri, Duration::ZERO)
+    })?;
+    windows.extend(outgoing.into_iter().map(|s| window(Action::Outgoing, s)));
     println!(
         ", outgoing calls done ({:.1} s)",
         begun.elapsed().as_secs_f64()
@@ -725,32 +295,12 @@ fn run() -> Result<()> {
     let samples = analyse(&windows, &frames)?;
     let load_after = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     print_report(&samples, runs, &load_before, &load_after);
-    drop(kam);
+    drop(bed);
     Ok(())
-}
-
-/// Which UA goes first alternates from run to run.
-fn order(run: usize) -> [usize; 2] {
-    if run.is_multiple_of(2) {
-        [0, 1]
-    } else {
-        [1, 0]
-    }
-}
-
-fn ordered(setups: &[UaSetup; 2], run: usize) -> [&UaSetup; 2] {
-    order(run).map(|i| &setups[i])
 }
 
 // ---------------------------------------------------------------------------------------------------
 // The report
-
-fn cell(s: &Option<Stats>) -> String {
-    match s {
-        Some(s) => format!("{:.2} ms ({:.2}–{:.2})", s.median, s.min, s.max),
-        None => "–".to_string(),
-    }
-}
 
 fn print_report(samples: &Samples, runs: usize, load_before: &str, load_after: &str) {
     let mut out = String::new();
@@ -761,16 +311,8 @@ fn print_report(samples: &Samples, runs: usize, load_before: &str, load_after: &
     );
     let _ = writeln!(out, "|---|---|---|---|");
     for figure in FIGURES {
-        let d = stats(
-            samples
-                .get(&(figure, Kind::Dialtone))
-                .map_or(&[][..], |v| v),
-        );
-        let b = stats(samples.get(&(figure, Kind::Baresip)).map_or(&[][..], |v| v));
-        let ratio = match (&d, &b) {
-            (Some(d), Some(b)) if b.median > 0.0 => format!("{:.2}", d.median / b.median),
-            _ => "–".to_string(),
-        };
+        let (d, b) = figure_stats(samples, figure);
+        let ratio = ratio(d.map(|s| s.median), b.map(|s| s.median));
         for s in [&d, &b].into_iter().flatten() {
             if s.n != runs {
                 let _ = writeln!(out, "(warning: {figure}: {} samples, not {runs})", s.n);

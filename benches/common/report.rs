@@ -33,6 +33,22 @@ pub fn stats(values: &[f64]) -> Option<Stats> {
     })
 }
 
+/// `median ms (min–max)`, or `–` for no samples.
+pub fn cell(s: &Option<Stats>) -> String {
+    match s {
+        Some(s) => format!("{:.2} ms ({:.2}–{:.2})", s.median, s.min, s.max),
+        None => "–".to_string(),
+    }
+}
+
+/// `d / b` to two places, or `–` when either is missing or `b` is not positive.
+pub fn ratio(d: Option<f64>, b: Option<f64>) -> String {
+    match (d, b) {
+        (Some(d), Some(b)) if b > 0.0 => format!("{:.2}", d / b),
+        _ => "–".to_string(),
+    }
+}
+
 /// `Machine: 2 CPUs (model), Linux x.y; load average before a b c, after d e f.` from two reads
 /// of /proc/loadavg.
 pub fn machine_line(load_before: &str, load_after: &str) -> String {
