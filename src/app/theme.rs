@@ -143,13 +143,15 @@ pub fn initials(name: &str) -> String {
 
 /// A meter's steps: 2 dB each over the 60 dB below full scale.
 pub const METER_STEPS: u8 = 30;
+/// One meter step, in dB.
+pub const METER_STEP_DB: f32 = 2.0;
 /// From this step up (-6 dBFS and louder) the meter shows amber: close to clipping.
 const METER_HOT: u8 = 27;
 
 /// The step a meter shows for a level: what it draws, and what decides whether a new level is
 /// worth a frame (`app::wake`).
 pub fn meter_step(dbfs: f32) -> u8 {
-    let step = ((dbfs + 60.0) / 2.0).floor();
+    let step = ((dbfs + 60.0) / METER_STEP_DB).floor();
     step.clamp(0.0, f32::from(METER_STEPS)) as u8
 }
 

@@ -69,11 +69,9 @@ struct Shown {
 /// moved by a whole step (2 dB): a level hovering at a step's edge (the residue of an echo
 /// canceller, a steady noise floor) would otherwise flicker between two steps ten times a second.
 fn moved(shown: f32, new: f32) -> bool {
-    theme::meter_step(shown) != theme::meter_step(new) && (new - shown).abs() >= METER_STEP_DB
+    theme::meter_step(shown) != theme::meter_step(new)
+        && (new - shown).abs() >= theme::METER_STEP_DB
 }
-
-/// One meter step, in dB (see [`theme::meter_step`]).
-const METER_STEP_DB: f32 = 2.0;
 
 impl Meters {
     fn wake_for(&mut self, ev: &Event, now: Instant) -> Wake {
