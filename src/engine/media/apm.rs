@@ -112,7 +112,8 @@ impl AudioProcessor {
             // sonora processes at the lower of the capture's input and output rates, and the
             // render reference at the capture's processing rate.
             apm.initialize(hub, processed, hub, hub);
-            let up = Resampler::streaming(rate.hz(), HUB_RATE)
+            // A frame's processed capture at a time (one conversion call per frame, not 20).
+            let up = Resampler::new(rate.hz(), HUB_RATE)
                 .expect("16 and 48 kHz are within the resampler's range");
             (up, Vec::with_capacity(FRAME_SAMPLES))
         });
