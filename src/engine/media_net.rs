@@ -52,14 +52,14 @@ impl MediaNet {
         }
     }
 
-    /// Starts or updates a call's media; an error is for the user (the call itself goes on).
-    pub fn set_call(&mut self, call: CallId, params: MediaParams) -> Result<(), Event> {
+    /// Starts or updates a call's media; an error is a message for the user (the call itself goes
+    /// on).
+    pub fn set_call(&mut self, call: CallId, params: MediaParams) -> Result<(), String> {
         let was_active = self.engine.active();
         if !self.sockets.contains_key(&call) {
             let addr = SocketAddr::new(self.bind_ip, params.local_port);
-            let socket = MediaSocket::bind(addr).map_err(|e| Event::Error {
-                message: format!("call {call}: cannot open RTP port {addr}: {e}"),
-            })?;
+            let socket = MediaSocket::bind(addr)
+                .map_err(|e| format!("call {call}: cannot open RTP port {addr}: {e}"))?;
             let rtcp_addr = SocketAddr::new(self.bind_ip, params.local_port.wrapping_add(1));
             let rtcp = match MediaSocket::bind(rtcp_addr) {
                 Ok(s) => Some(s),
@@ -72,9 +72,7 @@ impl MediaNet {
         }
         if let Err(why) = self.engine.set_call(call, params, Instant::now()) {
             self.stop_call(call);
-            return Err(Event::Error {
-                message: format!("call {call}: no media: {why}"),
-            });
+            return Err(format!("call {call}: no media: {why}"));
         }
         if !was_active {
             // Start the clock afresh: the first frame goes out now (media on the first packet after

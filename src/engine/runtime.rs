@@ -218,8 +218,8 @@ async fn flush(
                 woke = true;
             }
             Output::Media { call, params } => {
-                if let Err(e) = media.set_call(call, params) {
-                    let _ = events.send(e);
+                if let Err(message) = media.set_call(call, params) {
+                    let _ = events.send(Event::Error { message });
                     woke = true;
                 }
             }
