@@ -1,42 +1,45 @@
 //! The media edge: one UDP socket per call on the port its SDP announced (symmetric RTP: we send
-//! from the socket we receive on), a reader task per socket, and the 20 ms media clock, which
-//! runs only while a call has media. The media work itself is `media::engine::MediaEngine`.
+//! from the socket we receive on), and the 20 ms media clock, which runs only while a call has
+//! media. The clock is the only thing that wakes the engine for media: each tick first reads what
+//! the calls' sockets received since the last one (with the kernel's arrival times), then runs
+//! the media work itself, `media::engine::MediaEngine`.
 
 use super::media::engine::{MediaEngine, Rtcp};
 use super::media::stream::MediaParams;
+use super::media_socket::MediaSocket;
 use crate::api::{CallId, CallLevel, Event};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::{Interval, MissedTickBehavior};
 
 /// The media clock's period: one hub frame.
 pub const FRAME: Duration = Duration::from_millis(20);
 
+/// Datagrams read from one socket per tick at most: a flood cannot stall the loop (the rest
+/// wait for the next tick, or the kernel drops them).
+const MAX_READS_PER_TICK: usize = 64;
+
+/// The receive buffer: larger than any RTP packet on a path with a 1500-byte MTU.
+const DATAGRAM_MAX: usize = 2048;
+
 struct CallSocket {
-    socket: Arc<UdpSocket>,
-    reader: JoinHandle<()>,
+    socket: MediaSocket,
     /// The RTCP socket on the next port (none when it could not be bound: RTCP is optional).
-    rtcp: Option<(Arc<UdpSocket>, JoinHandle<()>)>,
+    rtcp: Option<MediaSocket>,
 }
 
 pub struct MediaNet {
     pub engine: MediaEngine,
     bind_ip: IpAddr,
     sockets: HashMap<CallId, CallSocket>,
-    rtp_tx: mpsc::UnboundedSender<(CallId, Vec<u8>, bool)>,
-    /// Datagrams from the calls' sockets: (call, bytes, arrived on the RTCP port).
-    pub rtp: mpsc::UnboundedReceiver<(CallId, Vec<u8>, bool)>,
+    /// One buffer for every datagram read.
+    buf: Box<[u8; DATAGRAM_MAX]>,
     pub clock: Interval,
 }
 
 impl MediaNet {
     pub fn new(engine: MediaEngine, bind_ip: IpAddr) -> MediaNet {
-        let (rtp_tx, rtp) = mpsc::unbounded_channel();
         let mut clock = tokio::time::interval(FRAME);
         // A late tick is made up at once: every frame is captured and sent.
         clock.set_missed_tick_behavior(MissedTickBehavior::Burst);
@@ -44,48 +47,32 @@ impl MediaNet {
             engine,
             bind_ip,
             sockets: HashMap::new(),
-            rtp_tx,
-            rtp,
+            buf: Box::new([0; DATAGRAM_MAX]),
             clock,
         }
     }
 
-    /// Starts or updates a call's media; an error is for the user (the call itself goes on).
-    pub async fn set_call(&mut self, call: CallId, params: MediaParams) -> Result<(), Event> {
+    /// Starts or updates a call's media; an error is a message for the user (the call itself goes
+    /// on).
+    pub fn set_call(&mut self, call: CallId, params: MediaParams) -> Result<(), String> {
         let was_active = self.engine.active();
         if !self.sockets.contains_key(&call) {
             let addr = SocketAddr::new(self.bind_ip, params.local_port);
-            let socket = UdpSocket::bind(addr).await.map_err(|e| Event::Error {
-                message: format!("call {call}: cannot open RTP port {addr}: {e}"),
-            })?;
-            let socket = Arc::new(socket);
-            let reader = tokio::spawn(read_rtp(call, socket.clone(), false, self.rtp_tx.clone()));
+            let socket = MediaSocket::bind(addr)
+                .map_err(|e| format!("call {call}: cannot open RTP port {addr}: {e}"))?;
             let rtcp_addr = SocketAddr::new(self.bind_ip, params.local_port.wrapping_add(1));
-            let rtcp = match UdpSocket::bind(rtcp_addr).await {
-                Ok(s) => {
-                    let s = Arc::new(s);
-                    let r = tokio::spawn(read_rtp(call, s.clone(), true, self.rtp_tx.clone()));
-                    Some((s, r))
-                }
+            let rtcp = match MediaSocket::bind(rtcp_addr) {
+                Ok(s) => Some(s),
                 Err(e) => {
                     tracing::warn!(call = %call, "no RTCP port {rtcp_addr}: {e}");
                     None
                 }
             };
-            self.sockets.insert(
-                call,
-                CallSocket {
-                    socket,
-                    reader,
-                    rtcp,
-                },
-            );
+            self.sockets.insert(call, CallSocket { socket, rtcp });
         }
         if let Err(why) = self.engine.set_call(call, params, Instant::now()) {
             self.stop_call(call);
-            return Err(Event::Error {
-                message: format!("call {call}: no media: {why}"),
-            });
+            return Err(format!("call {call}: no media: {why}"));
         }
         if !was_active {
             // Start the clock afresh: the first frame goes out now (media on the first packet after
@@ -127,12 +114,8 @@ impl MediaNet {
             self.send_rtcp(bye);
         }
         self.engine.sync_devices();
-        if let Some(s) = self.sockets.remove(&call) {
-            s.reader.abort();
-            if let Some((_, r)) = s.rtcp {
-                r.abort();
-            }
-        }
+        // Dropping the sockets closes them; what they still held is discarded.
+        self.sockets.remove(&call);
     }
 
     fn send_rtcp(&self, (call, to, bytes, mux): Rtcp) {
@@ -140,22 +123,34 @@ impl MediaNet {
             return;
         };
         let socket = match (&s.rtcp, mux) {
-            (Some((rtcp, _)), false) => rtcp,
+            (Some(rtcp), false) => rtcp,
             _ => &s.socket,
         };
-        if let Err(e) = socket.try_send_to(&bytes, to) {
+        if let Err(e) = socket.send_to(&bytes, to) {
             tracing::debug!(call = %call, "RTCP to {to} not sent: {e}");
         }
     }
 
-    /// One media clock tick: capture, encode once, send every call's packet, play. Returns the
-    /// events it produced (an output failure, meter levels).
+    /// One media clock tick: take in what the calls received since the last tick, then capture,
+    /// encode once, send every call's packet, play. Returns the events it produced (DTMF
+    /// received, an output failure, meter levels).
     pub fn tick(&mut self) -> Vec<Event> {
+        self.receive();
+        let mut events: Vec<Event> = self
+            .engine
+            .take_dtmf()
+            .into_iter()
+            .map(|(call, d)| Event::Dtmf {
+                call,
+                digit: d.key,
+                duration_ms: u32::try_from(d.duration.as_millis()).unwrap_or(u32::MAX),
+            })
+            .collect();
         let tick = self.engine.tick(Instant::now());
         for (call, to, bytes) in tick.packets {
             if let Some(s) = self.sockets.get(&call) {
                 // Non-blocking: a full socket buffer drops this frame rather than stall the loop.
-                if let Err(e) = s.socket.try_send_to(&bytes, to) {
+                if let Err(e) = s.socket.send_to(&bytes, to) {
                     tracing::debug!(call = %call, "RTP to {to} not sent: {e}");
                 }
             }
@@ -163,7 +158,6 @@ impl MediaNet {
         for r in tick.rtcp {
             self.send_rtcp(r);
         }
-        let mut events = Vec::new();
         events.extend(tick.errors.into_iter().map(|e| Event::Error {
             message: format!("audio: {e}"),
         }));
@@ -178,35 +172,26 @@ impl MediaNet {
         }
         events
     }
+
+    /// Hands the engine every datagram waiting on the calls' sockets, with its arrival time.
+    fn receive(&mut self) {
+        let buf = &mut self.buf[..];
+        for (&call, s) in &self.sockets {
+            let engine = &mut self.engine;
+            s.socket.drain(buf, MAX_READS_PER_TICK, |bytes, at| {
+                engine.on_rtp(call, bytes, at);
+            });
+            if let Some(rtcp) = &s.rtcp {
+                rtcp.drain(buf, MAX_READS_PER_TICK, |bytes, at| {
+                    engine.on_rtcp(call, bytes, at);
+                });
+            }
+        }
+    }
 }
 
 impl Drop for MediaNet {
     fn drop(&mut self) {
-        for s in self.sockets.values() {
-            s.reader.abort();
-            if let Some((_, r)) = &s.rtcp {
-                r.abort();
-            }
-        }
         self.engine.close();
-    }
-}
-
-async fn read_rtp(
-    call: CallId,
-    socket: Arc<UdpSocket>,
-    rtcp: bool,
-    tx: mpsc::UnboundedSender<(CallId, Vec<u8>, bool)>,
-) {
-    let mut buf = vec![0u8; 2048];
-    loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((n, _from)) => {
-                if tx.send((call, buf[..n].to_vec(), rtcp)).is_err() {
-                    return;
-                }
-            }
-            Err(e) => tracing::debug!(call = %call, "RTP receive: {e}"),
-        }
     }
 }

@@ -5,6 +5,7 @@
 pub mod device_watch;
 pub mod media;
 pub mod media_net;
+pub mod media_socket;
 pub mod net;
 pub mod reconfigure;
 pub mod runtime;

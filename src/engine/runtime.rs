@@ -156,22 +156,6 @@ pub async fn run(
                 }
             }
             _ = tokio::time::sleep_until(deadline) => ua.handle_timeout(Instant::now()),
-            rtp = media.rtp.recv() => {
-                if let Some((call, bytes, rtcp)) = rtp {
-                    if rtcp {
-                        media.engine.on_rtcp(call, &bytes, Instant::now());
-                    } else {
-                        media.engine.on_rtp(call, &bytes, Instant::now());
-                    }
-                    for (call, d) in media.engine.take_dtmf() {
-                        let duration_ms = u32::try_from(d.duration.as_millis()).unwrap_or(u32::MAX);
-                        let _ = events.send(Event::Dtmf { call, digit: d.key, duration_ms });
-                        if let Some(w) = &waker {
-                            w();
-                        }
-                    }
-                }
-            }
             ev = watch.recv() => {
                 let produced = watch.handle(ev, &mut media.engine);
                 if !produced.is_empty() {
@@ -187,7 +171,7 @@ pub async fn run(
                 let produced = media.tick();
                 // Meters alone do not wake the UI: it polls them at its own pace (a window that
                 // shows meters repaints a few times a second), so 10 level events a second do not
-                // cost 10 redraws. Anything else (an error) wakes it at once.
+                // cost 10 redraws. Anything else (a DTMF digit received, an error) wakes it at once.
                 let urgent = produced.iter().any(|e| !matches!(e, Event::Levels { .. }));
                 for e in produced {
                     let _ = events.send(e);
@@ -234,8 +218,8 @@ async fn flush(
                 woke = true;
             }
             Output::Media { call, params } => {
-                if let Err(e) = media.set_call(call, params).await {
-                    let _ = events.send(e);
+                if let Err(message) = media.set_call(call, params) {
+                    let _ = events.send(Event::Error { message });
                     woke = true;
                 }
             }
