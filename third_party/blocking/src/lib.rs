@@ -301,7 +301,10 @@ impl Executor {
             // If there are too many threads active in the pool, stop this thread.
             if (Some(inner.thread_count) > inner.thread_limit.map(NonZeroUsize::get))
                 // If there are no tasks after a while, stop this thread.
-                && (res.timed_out() && inner.queue.is_empty())
+                // Dialtone patch: either stops it, as the two comments say (and as before
+                // 1.7.0). With `&&` an idle thread stopped only when also over the limit, so
+                // the first one never did and woke every 500 ms for good.
+                || (res.timed_out() && inner.queue.is_empty())
             {
                 inner.idle_count -= 1;
                 inner.thread_count -= 1;
