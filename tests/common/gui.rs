@@ -111,7 +111,17 @@ impl Xvfb {
                 }
             }
             if Instant::now() >= deadline {
-                bail!("no visible window titled /{title}/ of pid {pid} within {timeout:?}");
+                // Whether the server itself answers now: tells a dead display from an app that
+                // could not (or did not) map its window.
+                let server = match self.xdotool(&["getdisplaygeometry"]) {
+                    Ok(geometry) => format!("answers (screen {})", geometry.trim()),
+                    Err(e) => format!("does not answer: {e:#}"),
+                };
+                bail!(
+                    "no visible window titled /{title}/ of pid {pid} within {timeout:?}; the X \
+                     server on {} {server}",
+                    self.display
+                );
             }
             thread::sleep(Duration::from_millis(5));
         }
