@@ -26,7 +26,12 @@ impl Xvfb {
         static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _one = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let mut cmd = Command::new(require("Xvfb"));
+        // `-noreset`: by default the server resets whenever its last client disconnects, and
+        // the window polls (an `xdotool` run every few ms) are such clients: an app connecting
+        // during a reset could not open its display (~1 run in 10 of gui_window with two tests
+        // at once; the server answered again right after).
         cmd.args([
+            "-noreset",
             "-displayfd",
             "1",
             "-screen",
