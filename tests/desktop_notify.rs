@@ -202,6 +202,12 @@ async fn incoming_call_notification_shows_the_caller_delivers_buttons_and_closes
             action: NotificationAction::Accept
         }
     );
+    // The worker puts the event in the channel first, then wakes the UI (so a woken UI finds
+    // it): the wake may land just after the event is read here.
+    let deadline = Instant::now() + WAIT;
+    while wakes.load(Ordering::SeqCst) <= wakes_before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     assert!(
         wakes.load(Ordering::SeqCst) > wakes_before,
         "the UI was woken"
