@@ -828,7 +828,7 @@ mod tests {
     fn pcmu_mouth_to_ear_in_step_is_the_jitter_frame_plus_a_few_ms_of_resampling() {
         // With no network and the two media clocks in step, what remains is B's jitter buffer
         // (one 20 ms frame at start) and the codec path: Opus' own look-ahead, or for PCMU the
-        // 48 ↔ 8 kHz conversions (1.4 + 3.2 ms).
+        // 48 ↔ 8 kHz conversions (1.4 + 3.0 ms).
         let (opus, pcmu) = (
             mouth_to_ear_ms(CodecSpec::opus()),
             mouth_to_ear_ms(CodecSpec::pcmu()),

@@ -20,8 +20,8 @@
 //! - [`playout`]: the mixer and the output, opened once; [`alerts`]: ringback, ring tone (on a
 //!   ring device of its own if one is set) and the test tone;
 //! - [`engine`]: all of it, driven by the runtime with the time passed in;
-//! - [`resample`]: rate conversion (rubato, windowed sinc, low delay) between the hub's 48 kHz
-//!   and codec, device and file rates;
+//! - [`resample`]: rate conversion (windowed sinc, low delay) between the hub's 48 kHz
+//!   and codec, device and file rates: [`polyphase`] for whole ratios, rubato for the rest;
 //! - [`hotplug`]: what to do when devices come, go or fail (sans-IO; `engine::device_watch` is
 //!   its I/O side);
 //! - [`cpal_device`]: real microphones and speakers (cpal, its PulseAudio host on Linux) behind
@@ -38,6 +38,7 @@ pub mod hotplug;
 pub mod hub;
 pub mod jitter;
 pub mod playout;
+pub mod polyphase;
 pub mod pulse_events;
 pub mod resample;
 pub mod rtp_session;
