@@ -15,8 +15,9 @@
 //!
 //! Whole ratios are most of the work in a call (three conversions per 20 ms in a PCMU call with
 //! echo cancelling), hence the polyphase path: one short dot product per output sample, its
-//! phase tables computed when built — a third of rubato's time going up, 0.6 of it going down
-//! (release build). rubato's table of 48 points per input sample put these ratios' outputs on the
+//! phase tables computed when built, with AVX2 and FMA where the CPU has them — 12.3 → 2.7 µs
+//! per 20 ms frame going up from 8 or 16 kHz, 2.6 → 1.0 µs going down to 8 kHz (release build;
+//! without AVX2 about a third of rubato's time up, 0.6 down). rubato's table of 48 points per input sample put these ratios' outputs on the
 //! same filter, 1/48 input sample early; the polyphase path keeps that, so it gives the samples
 //! rubato gave to within a rounding, 2 input samples (0.25 ms at 8 kHz) sooner going up.
 //!
