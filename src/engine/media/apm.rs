@@ -13,7 +13,9 @@
 //! converts it back up into the hub frame. That saves sonora's band split and its 32 kHz
 //! round trip, about 15 % of the processing's cost (174 → 148 µs per 20 ms frame, optimised
 //! build): AEC3 and AGC2, most of it, work on a 16 kHz band either way. The conversion and its
-//! buffers are made when the processor is built; nothing is allocated per frame.
+//! buffers are made when the processor is built; nothing is allocated per frame. Nor in sonora
+//! (third_party/PATCHES.md, patch 10) but for one small `Vec` per 10 ms block in sonora-agc2's
+//! limiter: `tests/apm_allocations.rs` counts them.
 //!
 //! The processed capture comes out about 15 ms late at the full rate (noise suppression's 6 ms
 //! overlap, AEC3's blocks, the band split and conversions) and about 1 ms later still at 16 kHz

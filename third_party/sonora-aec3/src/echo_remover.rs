@@ -3,6 +3,7 @@
 //!
 //! Ported from `modules/audio_processing/aec3/echo_remover.h/cc`.
 
+use std::fmt; // Dialtone patch 10
 use std::ptr;
 
 use crate::aec_state::{AecState, AecStateUpdate};
@@ -127,6 +128,74 @@ fn windowed_padded_fft(
     v_old.copy_from_slice(v);
 }
 
+/// Dialtone patch 10: the per-channel working storage of `EchoRemover::process_capture`, made
+/// in `new` (was eleven `vec!`s per 4 ms block) and zeroed at the start of each block, as the
+/// `vec!`s were.
+struct Scratch {
+    e: Vec<[f32; FFT_LENGTH_BY_2]>,
+    y2: Vec<[f32; FFT_LENGTH_BY_2_PLUS_1]>,
+    e2: Vec<[f32; FFT_LENGTH_BY_2_PLUS_1]>,
+    r2: Vec<[f32; FFT_LENGTH_BY_2_PLUS_1]>,
+    r2_unbounded: Vec<[f32; FFT_LENGTH_BY_2_PLUS_1]>,
+    s2_linear: Vec<[f32; FFT_LENGTH_BY_2_PLUS_1]>,
+    y_fft: Vec<FftData>,
+    e_fft: Vec<FftData>,
+    comfort_noise: Vec<FftData>,
+    high_band_comfort_noise: Vec<FftData>,
+    subtractor_output: Vec<SubtractorOutput>,
+}
+
+impl fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scratch").finish_non_exhaustive()
+    }
+}
+
+impl Scratch {
+    fn new(num_capture_channels: usize) -> Self {
+        let spectra = vec![[0.0f32; FFT_LENGTH_BY_2_PLUS_1]; num_capture_channels];
+        let ffts = vec![FftData::default(); num_capture_channels];
+        Self {
+            e: vec![[0.0f32; FFT_LENGTH_BY_2]; num_capture_channels],
+            y2: spectra.clone(),
+            e2: spectra.clone(),
+            r2: spectra.clone(),
+            r2_unbounded: spectra.clone(),
+            s2_linear: spectra,
+            y_fft: ffts.clone(),
+            e_fft: ffts.clone(),
+            comfort_noise: ffts.clone(),
+            high_band_comfort_noise: ffts,
+            subtractor_output: (0..num_capture_channels)
+                .map(|_| SubtractorOutput::default())
+                .collect(),
+        }
+    }
+
+    /// Every buffer back to zeros, as a new one.
+    fn reset(&mut self) {
+        self.e.fill([0.0; FFT_LENGTH_BY_2]);
+        for spectra in [
+            &mut self.y2,
+            &mut self.e2,
+            &mut self.r2,
+            &mut self.r2_unbounded,
+            &mut self.s2_linear,
+        ] {
+            spectra.fill([0.0; FFT_LENGTH_BY_2_PLUS_1]);
+        }
+        for ffts in [
+            &mut self.y_fft,
+            &mut self.e_fft,
+            &mut self.comfort_noise,
+            &mut self.high_band_comfort_noise,
+        ] {
+            ffts.fill(FftData::default());
+        }
+        self.subtractor_output.fill_with(SubtractorOutput::default);
+    }
+}
+
 /// Removes echo from the capture signal.
 #[derive(Debug)]
 pub(crate) struct EchoRemover {
@@ -151,6 +220,7 @@ pub(crate) struct EchoRemover {
     block_counter: usize,
     gain_change_hangover: i32,
     refined_filter_output_last_selected: bool,
+    scratch: Scratch, // Dialtone patch 10
 }
 
 impl EchoRemover {
@@ -184,6 +254,7 @@ impl EchoRemover {
             block_counter: 0,
             gain_change_hangover: 0,
             refined_filter_output_last_selected: true,
+            scratch: Scratch::new(num_capture_channels), // Dialtone patch 10
         }
     }
 
@@ -221,20 +292,21 @@ impl EchoRemover {
         );
         debug_assert_eq!(capture.num_channels(), num_capture_channels);
 
-        // Per-channel working storage.
-        let mut e = vec![[0.0f32; FFT_LENGTH_BY_2]; num_capture_channels];
-        let mut y2 = vec![[0.0f32; FFT_LENGTH_BY_2_PLUS_1]; num_capture_channels];
-        let mut e2 = vec![[0.0f32; FFT_LENGTH_BY_2_PLUS_1]; num_capture_channels];
-        let mut r2 = vec![[0.0f32; FFT_LENGTH_BY_2_PLUS_1]; num_capture_channels];
-        let mut r2_unbounded = vec![[0.0f32; FFT_LENGTH_BY_2_PLUS_1]; num_capture_channels];
-        let mut s2_linear = vec![[0.0f32; FFT_LENGTH_BY_2_PLUS_1]; num_capture_channels];
-        let mut y_fft = vec![FftData::default(); num_capture_channels];
-        let mut e_fft = vec![FftData::default(); num_capture_channels];
-        let mut comfort_noise = vec![FftData::default(); num_capture_channels];
-        let mut high_band_comfort_noise = vec![FftData::default(); num_capture_channels];
-        let mut subtractor_output: Vec<SubtractorOutput> = (0..num_capture_channels)
-            .map(|_| SubtractorOutput::default())
-            .collect();
+        // Per-channel working storage (Dialtone patch 10: made in `new`, zeroed here).
+        self.scratch.reset();
+        let Scratch {
+            e,
+            y2,
+            e2,
+            r2,
+            r2_unbounded,
+            s2_linear,
+            y_fft,
+            e_fft,
+            comfort_noise,
+            high_band_comfort_noise,
+            subtractor_output,
+        } = &mut self.scratch;
 
         self.aec_state
             .update_capture_saturation(capture_signal_saturation);
@@ -281,7 +353,7 @@ impl EchoRemover {
             capture,
             &self.render_signal_analyzer,
             &self.aec_state,
-            &mut subtractor_output,
+            subtractor_output,
         );
 
         // Decide refined vs coarse once across all channels.
@@ -353,8 +425,8 @@ impl EchoRemover {
                     y2: &y2,
                     dominant_nearend: self.suppression_gain.is_dominant_nearend(),
                 },
-                &mut r2,
-                &mut r2_unbounded,
+                r2,
+                r2_unbounded,
             );
 
             // Suppressor nearend estimate: E2 is bound by Y2.
@@ -378,8 +450,8 @@ impl EchoRemover {
             self.cng.compute(
                 self.aec_state.saturated_capture(),
                 nearend_spectrum,
-                &mut comfort_noise,
-                &mut high_band_comfort_noise,
+                comfort_noise,
+                high_band_comfort_noise,
             );
 
             // Suppressor echo estimate.
@@ -430,8 +502,8 @@ impl EchoRemover {
             self.cng.compute(
                 self.aec_state.saturated_capture(),
                 nearend_spectrum,
-                &mut comfort_noise,
-                &mut high_band_comfort_noise,
+                comfort_noise,
+                high_band_comfort_noise,
             );
             g.fill(0.0);
         }

@@ -32,10 +32,12 @@ impl FrameBlocker {
     /// Inserts one 80-sample sub-frame and extracts one 64-sample block.
     ///
     /// `sub_frame` is indexed as `sub_frame[band][channel]`, where each inner
-    /// slice has `SUB_FRAME_LENGTH` (80) samples.
-    pub fn insert_sub_frame_and_extract_block(
+    /// slice has `SUB_FRAME_LENGTH` (80) samples. Dialtone patch 10: any slice-like channel
+    /// (was `&[f32]` only), so that a caller holding `Vec<Vec<Vec<f32>>>` need not build a
+    /// `Vec<Vec<&[f32]>>` of it per call.
+    pub fn insert_sub_frame_and_extract_block<S: AsRef<[f32]>>(
         &mut self,
-        sub_frame: &[Vec<&[f32]>],
+        sub_frame: &[Vec<S>],
         block: &mut Block,
     ) {
         debug_assert_eq!(self.num_bands, block.num_bands());
@@ -45,6 +47,7 @@ impl FrameBlocker {
             debug_assert_eq!(self.num_channels, block.num_channels());
             debug_assert_eq!(self.num_channels, sf_band.len());
             for (channel, (buf_ch, sf_ch)) in buf_band.iter_mut().zip(sf_band.iter()).enumerate() {
+                let sf_ch = sf_ch.as_ref(); // Dialtone patch 10
                 debug_assert!(buf_ch.len() <= BLOCK_SIZE - 16);
                 debug_assert_eq!(SUB_FRAME_LENGTH, sf_ch.len());
 

@@ -43,6 +43,16 @@ pub(crate) struct AudioBuffer {
     output_resamplers: Vec<PushSincResampler>,
     downmix_by_averaging: bool,
     channel_for_downmixing: usize,
+    /// Dialtone patch 10: the one-channel float buffer the copies in and out work in (was a
+    /// `vec!` per call), as long as the longest of the input, buffer and output frames.
+    scratch: Vec<f32>,
+}
+
+/// Dialtone patch 10: the first `len` samples of `scratch`, zeroed: what `vec![0.0; len]` gave.
+fn zeroed(scratch: &mut [f32], len: usize) -> &mut [f32] {
+    let buffer = &mut scratch[..len];
+    buffer.fill(0.0);
+    buffer
 }
 
 impl AudioBuffer {
@@ -104,6 +114,10 @@ impl AudioBuffer {
             (None, None)
         };
 
+        // Dialtone patch 10: the scratch buffer's length.
+        let longest = input_num_frames
+            .max(buffer_num_frames)
+            .max(output_num_frames);
         Self {
             input_num_frames,
             input_num_channels,
@@ -120,6 +134,7 @@ impl AudioBuffer {
             output_resamplers,
             downmix_by_averaging: true,
             channel_for_downmixing: 0,
+            scratch: vec![0.0; longest],
         }
     }
 
@@ -157,6 +172,16 @@ impl AudioBuffer {
     #[inline]
     pub(crate) fn channel_mut(&mut self, channel: usize) -> &mut [f32] {
         self.data.bands_mut(channel)
+    }
+
+    /// Dialtone patch 10: the visible channels (full-band), each as [`Self::channel_mut`]
+    /// gives it, all at once.
+    pub(crate) fn channels_mut(&mut self) -> impl Iterator<Item = &mut [f32]> {
+        let (num_frames, num_channels) = (self.buffer_num_frames, self.num_channels);
+        self.data
+            .data_mut()
+            .chunks_exact_mut(num_frames)
+            .take(num_channels)
     }
 
     /// Get split band data for a specific channel and band.
@@ -227,7 +252,8 @@ impl AudioBuffer {
         let resampling_needed = self.input_num_frames != self.buffer_num_frames;
 
         if downmix_needed {
-            let mut downmix = vec![0.0f32; self.input_num_frames];
+            // Dialtone patch 10: was a `vec!`.
+            let downmix = zeroed(&mut self.scratch, self.input_num_frames);
 
             if self.downmix_by_averaging {
                 let scale = 1.0 / self.input_num_channels as f32;
@@ -245,7 +271,7 @@ impl AudioBuffer {
             }
 
             let downmixed_data = if self.downmix_by_averaging {
-                &downmix
+                &*downmix
             } else {
                 &stacked_data[self.channel_for_downmixing][..self.input_num_frames]
             };
@@ -319,9 +345,10 @@ impl AudioBuffer {
         if resampling_needed {
             for i in 0..self.num_channels {
                 let src = self.data.bands(i);
-                let mut temp = vec![0.0f32; buf_frames];
-                self.output_resamplers[i].resample(src, &mut temp);
-                buffer.channel_mut(i)[..buf_frames].copy_from_slice(&temp);
+                // Dialtone patch 10: was a `vec!`.
+                let temp = zeroed(&mut self.scratch, buf_frames);
+                self.output_resamplers[i].resample(src, temp);
+                buffer.channel_mut(i)[..buf_frames].copy_from_slice(temp);
             }
         } else {
             for i in 0..self.num_channels {
@@ -362,13 +389,14 @@ impl AudioBuffer {
             if self.input_num_channels == 1 {
                 // Mono to mono.
                 if resampling_required {
-                    let mut float_buffer = vec![0.0f32; self.input_num_frames];
+                    // Dialtone patch 10: was a `vec!`.
+                    let float_buffer = zeroed(&mut self.scratch, self.input_num_frames);
                     audio_util::s16_to_float_s16_slice(
                         &interleaved_data[..self.input_num_frames],
-                        &mut float_buffer,
+                        float_buffer,
                     );
                     let ch0 = self.data.bands_mut(0);
-                    self.input_resamplers[0].resample(&float_buffer, ch0);
+                    self.input_resamplers[0].resample(float_buffer, ch0);
                 } else {
                     let ch0 = self.data.bands_mut(0);
                     audio_util::s16_to_float_s16_slice(
@@ -378,7 +406,8 @@ impl AudioBuffer {
                 }
             } else {
                 // Multi-channel to mono (downmix).
-                let mut downmixed = vec![0.0f32; self.input_num_frames];
+                // Dialtone patch 10: was a `vec!`.
+                let downmixed = zeroed(&mut self.scratch, self.input_num_frames);
 
                 if self.downmix_by_averaging {
                     for (j, sample) in downmixed.iter_mut().enumerate().take(self.input_num_frames)
@@ -399,15 +428,16 @@ impl AudioBuffer {
 
                 if resampling_required {
                     let ch0 = self.data.bands_mut(0);
-                    self.input_resamplers[0].resample(&downmixed, ch0);
+                    self.input_resamplers[0].resample(downmixed, ch0);
                 } else {
-                    self.data.bands_mut(0)[..self.input_num_frames].copy_from_slice(&downmixed);
+                    self.data.bands_mut(0)[..self.input_num_frames].copy_from_slice(downmixed);
                 }
             }
         } else {
             // Multi-channel, deinterleave.
             if resampling_required {
-                let mut float_buffer = vec![0.0f32; self.input_num_frames];
+                // Dialtone patch 10: was a `vec!`.
+                let float_buffer = zeroed(&mut self.scratch, self.input_num_frames);
                 for i in 0..self.num_channels {
                     // Deinterleave channel i.
                     for (j, sample) in float_buffer
@@ -418,7 +448,7 @@ impl AudioBuffer {
                         *sample = interleaved_data[j * self.input_num_channels + i] as f32;
                     }
                     let ch = self.data.bands_mut(i);
-                    self.input_resamplers[i].resample(&float_buffer, ch);
+                    self.input_resamplers[i].resample(float_buffer, ch);
                 }
             } else {
                 for i in 0..self.num_channels {
@@ -444,11 +474,12 @@ impl AudioBuffer {
         let resampling_required = self.buffer_num_frames != self.output_num_frames;
 
         if self.num_channels == 1 {
-            let mut float_buffer = vec![0.0f32; self.output_num_frames];
+            // Dialtone patch 10: was a `vec!`.
+            let float_buffer = zeroed(&mut self.scratch, self.output_num_frames);
 
             if resampling_required {
                 let ch0 = self.data.bands(0);
-                self.output_resamplers[0].resample(ch0, &mut float_buffer);
+                self.output_resamplers[0].resample(ch0, float_buffer);
             } else {
                 float_buffer.copy_from_slice(&self.data.bands(0)[..self.output_num_frames]);
             }
@@ -470,9 +501,10 @@ impl AudioBuffer {
         } else {
             if resampling_required {
                 for i in 0..self.num_channels {
-                    let mut float_buffer = vec![0.0f32; self.output_num_frames];
+                    // Dialtone patch 10: was a `vec!`.
+                    let float_buffer = zeroed(&mut self.scratch, self.output_num_frames);
                     let ch = self.data.bands(i);
-                    self.output_resamplers[i].resample(ch, &mut float_buffer);
+                    self.output_resamplers[i].resample(ch, float_buffer);
                     for (k, sample) in float_buffer.iter().enumerate().take(self.output_num_frames)
                     {
                         interleaved_data[k * config_num_channels + i] =

@@ -19,6 +19,7 @@ use sonora_agc2::saturation_protector::SaturationProtector;
 use sonora_agc2::speech_level_estimator::{AdaptiveDigitalConfig, SpeechLevelEstimator};
 use sonora_agc2::vad_wrapper::VoiceActivityDetectorWrapper;
 use sonora_simd::detect_backend;
+use std::array::from_fn; // Dialtone patch 10
 
 /// Configuration for the fixed digital controller.
 #[derive(Debug, Clone, Copy)]
@@ -104,18 +105,40 @@ fn compute_audio_levels(audio: &AudioBuffer) -> AudioLevels {
     }
 }
 
-/// Copies channel data out of an AudioBuffer for use with `&mut [&mut [f32]]` APIs.
-fn extract_channels(audio: &AudioBuffer) -> Vec<Vec<f32>> {
-    (0..audio.num_channels())
-        .map(|ch| audio.channel(ch).to_vec())
-        .collect()
+/// Dialtone patch 10: channels up to this many are handed to the AGC2 stages as slices on the
+/// stack; more (never in Dialtone) in a `Vec`.
+const MAX_STACK_CHANNELS: usize = 8;
+
+/// Dialtone patch 10: `f` on the channels of `audio`, in place. Was a copy of each channel out
+/// and back and a `Vec` of slices to it: 1 + 2 x channels allocations per stage and frame.
+fn with_channels_mut<R>(audio: &mut AudioBuffer, f: impl FnOnce(&mut [&mut [f32]]) -> R) -> R {
+    let num_channels = audio.num_channels();
+    let mut channels = audio.channels_mut();
+    if num_channels <= MAX_STACK_CHANNELS {
+        let mut slices: [&mut [f32]; MAX_STACK_CHANNELS] =
+            from_fn(|_| channels.next().unwrap_or_default());
+        f(&mut slices[..num_channels])
+    } else {
+        f(&mut channels.collect::<Vec<_>>())
+    }
 }
 
-/// Writes channel data back into an AudioBuffer.
-fn write_back_channels(audio: &mut AudioBuffer, channel_data: &[Vec<f32>]) {
-    let num_frames = audio.num_frames();
-    for (ch, data) in channel_data.iter().enumerate() {
-        audio.channel_mut(ch)[..num_frames].copy_from_slice(&data[..num_frames]);
+/// Dialtone patch 10: `f` on the channels of `audio`, without a `Vec` of them.
+fn with_channels<R>(audio: &AudioBuffer, f: impl FnOnce(&[&[f32]]) -> R) -> R {
+    let num_channels = audio.num_channels();
+    if num_channels <= MAX_STACK_CHANNELS {
+        let slices: [&[f32]; MAX_STACK_CHANNELS] = from_fn(|ch| {
+            if ch < num_channels {
+                audio.channel(ch)
+            } else {
+                &[]
+            }
+        });
+        f(&slices[..num_channels])
+    } else {
+        f(&(0..num_channels)
+            .map(|ch| audio.channel(ch))
+            .collect::<Vec<_>>())
     }
 }
 
@@ -260,9 +283,7 @@ impl GainController2 {
 
         // Noise level estimation.
         let noise_rms_dbfs = if let Some(ref mut nle) = self.noise_level_estimator {
-            let num_ch = audio.num_channels();
-            let channels: Vec<&[f32]> = (0..num_ch).map(|ch| audio.channel(ch)).collect();
-            Some(nle.analyze(&channels))
+            Some(with_channels(audio, |channels| nle.analyze(channels))) // Dialtone patch 10
         } else {
             None
         };
@@ -307,31 +328,17 @@ impl GainController2 {
                 limiter_envelope_dbfs,
             };
 
-            // Build mutable channel slices for the adaptive controller.
-            let mut channel_data = extract_channels(audio);
-            let mut channel_slices: Vec<&mut [f32]> =
-                channel_data.iter_mut().map(|v| v.as_mut_slice()).collect();
-            adc.process(&info, &mut channel_slices);
-            write_back_channels(audio, &channel_data);
+            // Dialtone patch 10: on the channels in place (were copied out and back).
+            with_channels_mut(audio, |channels| adc.process(&info, channels));
         }
 
-        // Fixed gain.
-        {
-            let mut channel_data = extract_channels(audio);
-            let mut channel_slices: Vec<&mut [f32]> =
-                channel_data.iter_mut().map(|v| v.as_mut_slice()).collect();
-            self.fixed_gain_applier.apply_gain(&mut channel_slices);
-            write_back_channels(audio, &channel_data);
-        }
+        // Fixed gain (Dialtone patch 10: in place).
+        with_channels_mut(audio, |channels| {
+            self.fixed_gain_applier.apply_gain(channels)
+        });
 
-        // Limiter.
-        {
-            let mut channel_data = extract_channels(audio);
-            let mut channel_slices: Vec<&mut [f32]> =
-                channel_data.iter_mut().map(|v| v.as_mut_slice()).collect();
-            self.limiter.process(&mut channel_slices);
-            write_back_channels(audio, &channel_data);
-        }
+        // Limiter (Dialtone patch 10: in place).
+        with_channels_mut(audio, |channels| self.limiter.process(channels));
     }
 
     /// Validates the configuration.
