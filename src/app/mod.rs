@@ -510,6 +510,10 @@ impl AppState {
 }
 
 impl eframe::App for DialtoneApp {
+    fn clear_color(&self, visuals: &egui::Visuals) -> [f32; 4] {
+        theme::clear_color(visuals)
+    }
+
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.lock().logic(ctx);
     }

@@ -68,6 +68,20 @@ fn install_icon_font(ctx: &egui::Context) {
     ctx.set_fonts(fonts);
 }
 
+/// The colour every window is cleared to before egui paints (the app's
+/// `clear_color`): the panels' own colour, so that a [`central_panel`] need not paint it again.
+pub fn clear_color(visuals: &egui::Visuals) -> [f32; 4] {
+    visuals.panel_fill.to_normalized_gamma_f32()
+}
+
+/// A window's central panel: egui's margins, without its fill, which would cover the whole window
+/// in the colour [`clear_color`] already cleared it to. One full-window layer less for the
+/// rasteriser on every frame (Mesa's llvmpipe, where there is no GPU, shades every pixel of it).
+pub fn central_panel(ui: &Ui) -> egui::CentralPanel {
+    let frame = egui::Frame::central_panel(ui.style()).fill(Color32::TRANSPARENT);
+    egui::CentralPanel::default_margins().frame(frame)
+}
+
 /// Installs the style for both themes; egui picks by the system preference.
 pub fn install(ctx: &egui::Context) {
     install_icon_font(ctx);

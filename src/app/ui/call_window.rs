@@ -53,7 +53,7 @@ pub fn show_all(state: &Arc<Mutex<AppState>>, ctx: &egui::Context) {
                 if let Some(next) = app.call_window_logic(ui.ctx(), id) {
                     ui.ctx().request_repaint_after(next);
                 }
-                egui::CentralPanel::default_margins().show(ui, |ui| call_ui(&mut app, ui, id));
+                theme::central_panel(ui).show(ui, |ui| call_ui(&mut app, ui, id));
             }
             if ui.input(|i| i.viewport().close_requested()) {
                 on_close_requested(&mut app, ui.ctx(), id);

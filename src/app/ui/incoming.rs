@@ -72,7 +72,7 @@ pub fn show_all(app: &mut AppState, ctx: &egui::Context) {
             if class == egui::ViewportClass::EmbeddedWindow {
                 body(ui);
             } else {
-                egui::CentralPanel::default_margins().show(ui, body);
+                theme::central_panel(ui).show(ui, body);
             }
             if ui.input(|i| i.viewport().close_requested()) {
                 // Closing the popup silences nothing: it declines, as a phone's red button does.

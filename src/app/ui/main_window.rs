@@ -38,7 +38,7 @@ pub fn show(app: &mut AppState, ui: &mut Ui) {
     if app.model.any_live() {
         egui::Panel::bottom("live-calls").show(ui, |ui| live_calls(app, ui));
     }
-    egui::CentralPanel::default_margins().show(ui, |ui| match app.page {
+    theme::central_panel(ui).show(ui, |ui| match app.page {
         Page::Contacts => super::contacts::show(app, ui),
         Page::Recents => super::recents::show(app, ui),
         Page::Keypad => keypad_page(app, ui),
