@@ -233,7 +233,7 @@ fn to_i16(x: f32) -> i16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::media::tone::{ToneGenerator, dominant_tone};
+    use crate::engine::media::tone::{ToneGenerator, dominant_tone, test_noise};
 
     fn cutoff(taps: usize) -> f64 {
         f64::from(rubato::calculate_cutoff::<f32>(
@@ -246,17 +246,6 @@ mod tests {
     fn converter(from: u32, to: u32) -> Polyphase {
         let taps = if to < from { 128 } else { 48 };
         Polyphase::new(from, to, taps, cutoff(taps), 1.0 / 48.0).unwrap()
-    }
-
-    /// Full-scale noise (a fixed sequence).
-    fn noise(n: usize) -> Vec<i16> {
-        let mut seed = 0x9e37_79b9u32;
-        (0..n)
-            .map(|_| {
-                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (seed >> 16) as i16
-            })
-            .collect()
     }
 
     #[test]
@@ -354,7 +343,7 @@ mod tests {
 
     #[test]
     fn input_in_pieces_of_any_length_gives_the_same_samples_as_at_once() {
-        let clip = noise(3 * 48_000 + 17);
+        let clip = test_noise(3 * 48_000 + 17);
         for (from, to) in [
             (48_000, 8_000),
             (8_000, 48_000),
@@ -388,7 +377,7 @@ mod tests {
             (48_000, 16_000),
         ] {
             let mut p = converter(from, to);
-            let frame = noise(from as usize / 50);
+            let frame = test_noise(from as usize / 50);
             let mut out = Vec::new();
             for _ in 0..10 {
                 out.clear();
@@ -402,7 +391,7 @@ mod tests {
     fn converting_allocates_nothing_once_built() {
         for (from, to) in [(48_000, 8_000), (8_000, 48_000), (16_000, 48_000)] {
             let mut p = converter(from, to);
-            let frame = noise(from as usize / 50);
+            let frame = test_noise(from as usize / 50);
             let mut out = Vec::with_capacity(to as usize / 50);
             let history = (p.history.as_ptr(), p.history.capacity());
             let room = out.capacity();
@@ -429,7 +418,7 @@ mod tests {
             return;
         }
         for (from, to) in [(48_000, 8_000), (8_000, 48_000), (16_000, 48_000)] {
-            let input = noise(from as usize);
+            let input = test_noise(from as usize);
             let mut outs = [Vec::new(), Vec::new()];
             for (wide, out) in [true, false].into_iter().zip(&mut outs) {
                 let mut p = converter(from, to);

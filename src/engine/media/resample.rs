@@ -277,7 +277,7 @@ pub fn convert_all(from: u32, to: u32, input: &[i16]) -> Result<Vec<i16>, RateEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::media::tone::{ToneGenerator, dominant_tone};
+    use crate::engine::media::tone::{ToneGenerator, dominant_tone, test_noise};
 
     const CANDIDATES: [f32; 4] = [300.0, 440.0, 1000.0, 3000.0];
 
@@ -417,17 +417,6 @@ mod tests {
         assert!((out[9_000] - 10_000).abs() < 100, "{}", out[9_000]);
     }
 
-    /// Full-scale noise, `n` samples of a fixed sequence.
-    fn noise(n: usize) -> Vec<i16> {
-        let mut seed = 0x1234_5678u32;
-        (0..n)
-            .map(|_| {
-                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (seed >> 16) as i16
-            })
-            .collect()
-    }
-
     /// Converts `clip` 20 ms at a time through `r`.
     fn run(r: &mut Resampler, clip: &[i16], from: u32) -> Vec<i16> {
         let mut out = Vec::new();
@@ -447,7 +436,7 @@ mod tests {
         ] {
             let mut tone = vec![0i16; 3 * from as usize];
             ToneGenerator::new(3_000.0, -1.0, from).fill(&mut tone);
-            for (what, clip) in [("tone", tone), ("noise", noise(3 * from as usize))] {
+            for (what, clip) in [("tone", tone), ("noise", test_noise(3 * from as usize))] {
                 let mut poly = Resampler::new(from, to).unwrap();
                 assert!(matches!(poly.path, Path::Polyphase(_)), "{from} -> {to}");
                 let mut sinc = Resampler::rubato(
@@ -496,7 +485,7 @@ mod tests {
             )
             .unwrap();
             // Full-scale noise for 2 s: at most a rounding apart.
-            let clip = noise(2 * from as usize);
+            let clip = test_noise(2 * from as usize);
             let (a, b) = (
                 run(&mut nearest, &clip, from),
                 run(&mut linear, &clip, from),

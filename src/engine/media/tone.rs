@@ -141,6 +141,19 @@ pub fn dominant_tone(samples: &[i16], rate: u32, candidates: &[f32]) -> Option<(
         .then_some((f, m.tone_dbfs))
 }
 
+/// Full-scale white noise, `n` samples of a fixed sequence: a signal with every frequency in it, for
+/// tests of filters and converters.
+#[cfg(test)]
+pub(crate) fn test_noise(n: usize) -> Vec<i16> {
+    let mut seed = 0x9e37_79b9u32;
+    (0..n)
+        .map(|_| {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 16) as i16
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
