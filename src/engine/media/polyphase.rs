@@ -137,8 +137,8 @@ impl Polyphase {
         for block in input.chunks(self.block) {
             self.history
                 .extend(block.iter().map(|&s| f32::from(s) * (1.0 / 32768.0)));
+            self.convert();
             let end = self.history.len();
-            self.convert(end);
             // Rounded in a pass of its own, which vectorises.
             out.extend(self.converted.iter().map(|&x| to_i16(x)));
             self.converted.clear();
@@ -147,30 +147,29 @@ impl Polyphase {
         }
     }
 
-    /// Converts what `history[..end]` holds into `converted`, with the widest vectors the CPU
+    /// Converts what `history` holds into `converted`, with the widest vectors the CPU
     /// has: AVX2 and FMA where present (checked once, when built), else the target's baseline.
-    fn convert(&mut self, end: usize) {
+    fn convert(&mut self) {
         #[cfg(target_arch = "x86_64")]
         if self.wide {
             // SAFETY: `wide` is set only where the CPU reported AVX2 and FMA.
-            unsafe { self.convert_wide(end) };
+            unsafe { self.convert_wide() };
             return;
         }
-        self.convert_with::<false>(end);
+        self.convert_with::<false>();
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn convert_wide(&mut self, end: usize) {
-        self.convert_with::<true>(end);
+    fn convert_wide(&mut self) {
+        self.convert_with::<true>();
     }
 
     /// The dot products of one block; `FUSED`: multiply-adds fused (only where the CPU has FMA:
     /// elsewhere `mul_add` is a software routine).
     #[inline(always)]
-    fn convert_with<const FUSED: bool>(&mut self, end: usize) {
+    fn convert_with<const FUSED: bool>(&mut self) {
         let len = self.len;
-        let keep = len - 1;
         match self.step {
             Step::Up { .. } => {
                 for window in self.history.windows(len) {
@@ -187,8 +186,9 @@ impl Polyphase {
                 let n = windows.len();
                 self.converted
                     .extend(windows.map(|window| dot::<FUSED>(window, &self.tables)));
-                // The next output position, counted from the next block's first input.
-                self.skip = first + n * factor - (end - keep);
+                // The next output position, counted from the next block's first input (the
+                // block keeps the last `len - 1` inputs of this one).
+                self.skip = first + n * factor - (self.history.len() - (len - 1));
             }
         }
     }
