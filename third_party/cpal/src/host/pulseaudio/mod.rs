@@ -619,23 +619,18 @@ fn make_playback_buffer_attr(
             let len =
                 (frame_count as u64 * config.channels as u64 * format.bytes_per_sample() as u64)
                     .min(u32::MAX as u64) as u32;
-            let double_len = (len as u64 * 2).min(u32::MAX as u64) as u32;
             // Dialtone patch: with adjust_latency the server gives the sink
-            // (tlength - 2 * minreq) / 2 of hardware latency. A minimum request of
-            // a whole period made that zero, so every such stream (even corked) pulled
-            // the sink down to its minimum latency (0.5 ms: the sound server and a
-            // monitor source woke every 0.5 ms). Half a period keeps the same total
-            // latency (2 periods) with half a period in the sink.
-            let half_len = ((frame_count / 2).max(1) as u64
-                * config.channels as u64
-                * format.bytes_per_sample() as u64)
-                .min(u32::MAX as u64) as u32;
+            // (tlength - 2 * minreq) / 2 of hardware latency. Upstream asked for two
+            // periods with a minimum request of a period: zero, so every such stream
+            // (even corked) pulled the sink down to its minimum latency (0.5 ms: the
+            // sound server and a monitor source woke every 0.5 ms). Three periods with
+            // a period's minimum request give the sink half a period and the client a
+            // request per period (half a period's requests cost twice the wake-ups).
+            let triple_len = (len as u64 * 3).min(u32::MAX as u64) as u32;
             protocol::stream::BufferAttr {
-                // Double-buffer: total buffer = 2 callback periods. With
-                // adjust_latency this becomes the end-to-end latency target.
-                max_length: double_len,
-                target_length: double_len,
-                minimum_request_length: half_len,
+                max_length: triple_len,
+                target_length: triple_len,
+                minimum_request_length: len,
                 ..Default::default()
             }
         }

@@ -1,6 +1,6 @@
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{fence, AtomicBool, Ordering},
         Arc, Condvar, Mutex,
     },
     time::{Duration, Instant},
@@ -22,9 +22,14 @@ use crate::{
     OutputCallbackInfo, OutputStreamTimestamp, SampleFormat, StreamInstant,
 };
 
-const LATENCY_MAX_INTERVAL: Duration = Duration::from_millis(100);
+// Dialtone patch: a callback asks for a poll when the last one is this old (was 100 ms; the
+// figure between polls now follows the bytes moved, see `LatencyClock`).
+const LATENCY_MAX_INTERVAL: Duration = Duration::from_secs(1);
 // Dialtone patch: the longest wait between two latency polls when no callback asks for one.
-const LATENCY_IDLE_INTERVAL: Duration = Duration::from_millis(250);
+const LATENCY_IDLE_INTERVAL: Duration = Duration::from_millis(1500);
+// Dialtone patch: a poll during which a callback moved bytes is taken again, this many times
+// at most (the server's figure and the count of bytes would disagree by a callback's worth).
+const LATENCY_POLL_TRIES: usize = 3;
 // Dialtone patch: the same for a corked stream (nothing to measure; an hour stands for never).
 const LATENCY_PAUSED_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -64,6 +69,75 @@ impl LatencyHandle {
     fn cancel(&self) {
         self.cancel.store(true, Ordering::Relaxed);
         self.notify();
+    }
+}
+
+// Dialtone patch: the stream's latency between two polls, from the last poll and the bytes the
+// callbacks have moved since: a playback stream's latency grows by what is written and shrinks as
+// time passes (the device plays); a record stream's the other way round. Was: the polled figure
+// minus (playback) or plus (record) the time since the poll, capped at 100 ms — it ignored the
+// bytes written or read in between, so the figure drifted by up to a whole poll interval and
+// polls (server round trips, two thread wake-ups each) had to come ten times a second.
+#[derive(Default)]
+struct LatencyClock {
+    // Seqlock over `polled_us`, `at_us` and `bytes_then`: odd while the latency thread writes.
+    seq: AtomicU64,
+    // The latency the last poll found, µs.
+    polled_us: AtomicU64,
+    // When that poll's answer came, µs since the stream's start.
+    at_us: AtomicU64,
+    // `bytes` at that time.
+    bytes_then: AtomicU64,
+    // The bytes the callbacks have handed over (playback) or taken (record); only they add.
+    bytes: AtomicU64,
+}
+
+impl LatencyClock {
+    // The latency thread: a poll's figure, taken at `at_us` when `bytes_then` had been moved.
+    fn polled(&self, polled_us: u64, at_us: u64, bytes_then: u64) {
+        self.seq.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.polled_us.store(polled_us, Ordering::Relaxed);
+        self.at_us.store(at_us, Ordering::Relaxed);
+        self.bytes_then.store(bytes_then, Ordering::Relaxed);
+        self.seq.fetch_add(1, Ordering::Release);
+    }
+
+    // The last poll's figures: (latency µs, when µs, bytes then). Never waits: a callback that
+    // meets the latency thread mid-write takes the previous poll's time, which is stale and
+    // makes it ask for a new poll.
+    fn last_poll(&self) -> (u64, u64, u64) {
+        for _ in 0..4 {
+            let before = self.seq.load(Ordering::Acquire);
+            let polled = self.polled_us.load(Ordering::Relaxed);
+            let at = self.at_us.load(Ordering::Relaxed);
+            let then = self.bytes_then.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            if before % 2 == 0 && self.seq.load(Ordering::Relaxed) == before {
+                return (polled, at, then);
+            }
+        }
+        (0, 0, self.bytes.load(Ordering::Relaxed))
+    }
+
+    // The latency at `now_us` (µs since the stream's start), and whether the last poll is stale.
+    fn latency(&self, now_us: u64, spec: protocol::SampleSpec, playback: bool) -> (u64, bool) {
+        let (polled, at, then) = self.last_poll();
+        let moved = spec
+            .bytes_to_duration(self.bytes.load(Ordering::Relaxed).saturating_sub(then) as usize)
+            .as_micros() as u64;
+        let passed = now_us.saturating_sub(at);
+        let latency = if playback {
+            (polled + moved).saturating_sub(passed)
+        } else {
+            (polled + passed).saturating_sub(moved)
+        };
+        (latency, passed >= LATENCY_MAX_INTERVAL.as_micros() as u64)
+    }
+
+    // A callback has moved `n` bytes.
+    fn moved(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -174,12 +248,8 @@ impl Stream {
     {
         let start = Instant::now();
 
-        let current_latency_micros = Arc::new(AtomicU64::new(0));
-        // Microseconds since stream creation at the time of the last latency poll, used
-        // to interpolate the latency between polls.
-        let last_poll_micros = Arc::new(AtomicU64::new(0));
-        let latency_clone = current_latency_micros.clone();
-        let poll_clone = last_poll_micros.clone();
+        let clock = Arc::new(LatencyClock::default());
+        let clock_callback = clock.clone();
         let sample_spec = params.sample_spec;
         let pa_format = sample_spec.format;
 
@@ -208,18 +278,9 @@ impl Stream {
             let elapsed = Instant::now().saturating_duration_since(start);
             let elapsed_usec = elapsed.as_micros() as u64;
 
-            // Interpolate the latency based on elapsed time since the last
-            // poll: as audio plays, the DAC drains the buffer at a constant
-            // rate, so the latency decreases linearly between polls.
-            let stored_latency = latency_clone.load(Ordering::Relaxed);
-            let poll_usec = poll_clone.load(Ordering::Relaxed);
-            // Cap to LATENCY_MAX_INTERVAL: the linear-drain assumption is only valid for that
-            // window, and a stale poll_usec (e.g. after cork/uncork where timing_info blocks)
-            // would otherwise saturate latency to zero.
-            let elapsed_since_poll = elapsed_usec
-                .saturating_sub(poll_usec)
-                .min(LATENCY_MAX_INTERVAL.as_micros() as u64);
-            let latency = stored_latency.saturating_sub(elapsed_since_poll);
+            // Dialtone patch: what was queued at the last poll, plus what was written since,
+            // less what has played since (see `LatencyClock`).
+            let (latency, stale) = clock_callback.latency(elapsed_usec, sample_spec, true);
 
             let playback_time = elapsed + Duration::from_micros(latency);
 
@@ -242,10 +303,11 @@ impl Stream {
             let mut data = unsafe { Data::from_parts(buf.as_mut_ptr().cast(), n_samples, format) };
 
             data_callback(&mut data, &OutputCallbackInfo { timestamp });
+            clock_callback.moved(buf.len());
 
             // Dialtone patch: notify the latency thread only when its figure is stale
             // (was: after every callback, a server round trip per callback).
-            if elapsed_usec.saturating_sub(poll_usec) >= LATENCY_MAX_INTERVAL.as_micros() as u64 {
+            if stale {
                 let (lock, cvar) = &*update_callback;
                 *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
                 cvar.notify_one();
@@ -290,8 +352,6 @@ impl Stream {
         let paused_thread = handle.paused.clone();
         let update_thread = handle.update.clone();
         let stream_clone = stream.clone();
-        let latency_clone = current_latency_micros.clone();
-        let poll_clone = last_poll_micros.clone();
 
         let waiter_latency = latch.waiter();
         let latency_handle = std::thread::spawn(move || {
@@ -301,25 +361,13 @@ impl Stream {
                     break;
                 }
 
-                let timing_info = match block_on(stream_clone.timing_info()) {
-                    Ok(timing_info) => timing_info,
-                    Err(e) => {
-                        emit_error(&error_callback, Error::from(e));
-                        break;
-                    }
-                };
-
-                let poll_since_epoch =
-                    Instant::now().saturating_duration_since(start).as_micros() as u64;
-                poll_clone.store(poll_since_epoch, Ordering::Relaxed);
-
-                store_latency(
-                    &latency_clone,
-                    sample_spec,
-                    timing_info.sink_usec,
-                    timing_info.write_offset,
-                    timing_info.read_offset,
-                );
+                if let Err(e) = poll(&clock, start, sample_spec, || {
+                    block_on(stream_clone.timing_info())
+                        .map(|t| (t.sink_usec, t.write_offset, t.read_offset))
+                }) {
+                    emit_error(&error_callback, Error::from(e));
+                    break;
+                }
 
                 // Dialtone patch: wait until a callback finds the figure stale, a
                 // play/pause/drop event, or LATENCY_IDLE_INTERVAL (was LATENCY_MAX_INTERVAL:
@@ -361,12 +409,8 @@ impl Stream {
     {
         let start = Instant::now();
 
-        let current_latency_micros = Arc::new(AtomicU64::new(0));
-        // Microseconds since stream creation at the time of the last latency poll, used
-        // to interpolate the latency between polls.
-        let last_poll_micros = Arc::new(AtomicU64::new(0));
-        let latency_clone = current_latency_micros.clone();
-        let poll_clone = last_poll_micros.clone();
+        let clock = Arc::new(LatencyClock::default());
+        let clock_callback = clock.clone();
         let sample_spec = params.sample_spec;
         let pa_format = sample_spec.format;
 
@@ -384,18 +428,9 @@ impl Stream {
             let elapsed = Instant::now().saturating_duration_since(start);
             let elapsed_usec = elapsed.as_micros() as u64;
 
-            // Interpolate the latency based on elapsed time since the last poll: as audio records,
-            // the ADC fills the buffer at a constant rate, so the latency increases linearly
-            // between polls.
-            let stored_latency = latency_clone.load(Ordering::Relaxed);
-            let poll_usec = poll_clone.load(Ordering::Relaxed);
-            // Cap to LATENCY_MAX_INTERVAL: the linear-fill assumption is only valid for that
-            // window, and a stale poll_usec (e.g. after cork/uncork where timing_info blocks)
-            // would otherwise keep inflating the interpolated latency up to the cap.
-            let elapsed_since_poll = elapsed_usec
-                .saturating_sub(poll_usec)
-                .min(LATENCY_MAX_INTERVAL.as_micros() as u64);
-            let latency = stored_latency.saturating_add(elapsed_since_poll);
+            // Dialtone patch: what was queued at the last poll, plus what has been recorded
+            // since, less what was read since (see `LatencyClock`).
+            let (latency, stale) = clock_callback.latency(elapsed_usec, sample_spec, false);
 
             let capture_time = elapsed
                 .checked_sub(Duration::from_micros(latency))
@@ -417,10 +452,11 @@ impl Stream {
             let data = unsafe { Data::from_parts(buf.as_ptr() as *mut _, n_samples, format) };
 
             data_callback(&data, &InputCallbackInfo { timestamp });
+            clock_callback.moved(buf.len());
 
             // Dialtone patch: notify the latency thread only when its figure is stale
             // (was: after every callback, a server round trip per callback).
-            if elapsed_usec.saturating_sub(poll_usec) >= LATENCY_MAX_INTERVAL.as_micros() as u64 {
+            if stale {
                 let (lock, cvar) = &*update_callback;
                 *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
                 cvar.notify_one();
@@ -435,8 +471,6 @@ impl Stream {
         let paused_thread = handle.paused.clone();
         let update_thread = handle.update.clone();
         let stream_clone = stream.clone();
-        let latency_clone = current_latency_micros.clone();
-        let poll_clone = last_poll_micros.clone();
 
         // The latch is released just before the `Stream` is returned so the latency thread cannot
         // fire any callbacks before the caller has the handle.
@@ -450,25 +484,13 @@ impl Stream {
                     break;
                 }
 
-                let timing_info = match block_on(stream_clone.timing_info()) {
-                    Ok(timing_info) => timing_info,
-                    Err(e) => {
-                        error_callback(Error::from(e));
-                        break;
-                    }
-                };
-
-                let poll_since_epoch =
-                    Instant::now().saturating_duration_since(start).as_micros() as u64;
-                poll_clone.store(poll_since_epoch, Ordering::Relaxed);
-
-                store_latency(
-                    &latency_clone,
-                    sample_spec,
-                    timing_info.source_usec,
-                    timing_info.write_offset,
-                    timing_info.read_offset,
-                );
+                if let Err(e) = poll(&clock, start, sample_spec, || {
+                    block_on(stream_clone.timing_info())
+                        .map(|t| (t.source_usec, t.write_offset, t.read_offset))
+                }) {
+                    error_callback(Error::from(e));
+                    break;
+                }
 
                 // Dialtone patch: wait until a callback finds the figure stale, a
                 // play/pause/drop event, or LATENCY_IDLE_INTERVAL (was LATENCY_MAX_INTERVAL:
@@ -503,20 +525,31 @@ impl Stream {
     }
 }
 
-fn store_latency(
-    latency_micros: &AtomicU64,
+// Dialtone patch: one latency poll into `clock`. `timing` asks the server for (device latency µs,
+// write offset, read offset); asked again (up to LATENCY_POLL_TRIES) when a callback moved bytes
+// meanwhile, as the answer may or may not count them.
+fn poll<E>(
+    clock: &LatencyClock,
+    start: Instant,
     sample_spec: protocol::SampleSpec,
-    device_latency_usec: u64,
-    write_offset: i64,
-    read_offset: i64,
-) {
-    let offset = (write_offset - read_offset).max(0) as u64;
-
-    let latency =
-        Duration::from_micros(device_latency_usec) + sample_spec.bytes_to_duration(offset as usize);
-
-    latency_micros.store(
-        latency.as_micros().try_into().unwrap_or(u64::MAX),
-        Ordering::Relaxed,
-    );
+    mut timing: impl FnMut() -> Result<(u64, i64, i64), E>,
+) -> Result<(), E> {
+    for _ in 0..LATENCY_POLL_TRIES {
+        let before = clock.bytes.load(Ordering::Relaxed);
+        let (device_latency_usec, write_offset, read_offset) = timing()?;
+        let after = clock.bytes.load(Ordering::Relaxed);
+        let offset = (write_offset - read_offset).max(0) as u64;
+        let latency = Duration::from_micros(device_latency_usec)
+            + sample_spec.bytes_to_duration(offset as usize);
+        let at = Instant::now().saturating_duration_since(start).as_micros() as u64;
+        clock.polled(
+            latency.as_micros().try_into().unwrap_or(u64::MAX),
+            at,
+            after,
+        );
+        if before == after {
+            break;
+        }
+    }
+    Ok(())
 }
