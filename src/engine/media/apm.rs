@@ -8,17 +8,19 @@
 //!
 //! Two processing rates ([`ProcessingRate`]). At the full rate sonora converts the capture and
 //! the reference to 32 kHz, splits them into two bands, processes and converts back. At 16 kHz —
-//! all a G.711 or G.722 call carries — sonora converts both down to 16 kHz (the same WebRTC sinc
-//! resampler), processes one band and hands the capture out at 16 kHz; the project's resampler
-//! converts it back up into the hub frame. That saves sonora's band split and its 32 kHz
-//! round trip, about 15 % of the processing's cost (174 → 148 µs per 20 ms frame, optimised
-//! build): AEC3 and AGC2, most of it, work on a 16 kHz band either way. The conversion and its
+//! all a G.711 or G.722 call carries — the project's resampler converts the capture and the
+//! reference down to 16 kHz (a whole ratio: its polyphase path, a few µs a frame), sonora
+//! processes one band at 16 kHz in and out, and the resampler converts the capture back up into
+//! the hub frame. That saves sonora's band split and its 32 kHz round trip, about 15 % of the
+//! processing's cost (174 → 148 µs per 20 ms frame, optimised build): AEC3 and AGC2, most of it,
+//! work on a 16 kHz band either way; converting down before sonora rather than in it (its WebRTC
+//! sinc resampler, ~8 µs a frame for each of the two) saves ~10 % more. The conversions and their
 //! buffers are made when the processor is built; nothing is allocated per frame. Nor in sonora
 //! (third_party/PATCHES.md, patch 10) but for one small `Vec` per 10 ms block in sonora-agc2's
 //! limiter: `tests/apm_allocations.rs` counts them.
 //!
 //! The processed capture comes out about 15 ms late at the full rate (noise suppression's 6 ms
-//! overlap, AEC3's blocks, the band split and conversions) and about 1 ms later still at 16 kHz
+//! overlap, AEC3's blocks, the band split and conversions) and about 2 ms later still at 16 kHz
 //! (measured in a unit test).
 //!
 //! The delay between a frame handed to the speaker and its echo in a captured frame is given to
@@ -68,17 +70,27 @@ impl ProcessingRate {
 /// Samples in a 10 ms block at the hub's rate, what sonora takes in.
 const HUB_BLOCK: usize = HUB_RATE as usize / 100;
 
+/// Below the hub's rate: the hub's frames converted down before sonora, the processed capture
+/// back up after it.
+struct Conversion {
+    capture_down: Resampler,
+    render_down: Resampler,
+    up: Resampler,
+    /// A frame of capture or reference at the processing rate.
+    low: Vec<i16>,
+    /// A frame of processed capture at the hub's rate.
+    high: Vec<i16>,
+}
+
 pub struct AudioProcessor {
     apm: AudioProcessing,
     rate: ProcessingRate,
-    /// The hub's format: capture in, render in and out.
-    hub: StreamConfig,
-    /// The processed capture's format: mono at the processing rate.
-    processed: StreamConfig,
+    /// What sonora is handed and hands back, capture and render: mono at the processing rate.
+    format: StreamConfig,
     /// One frame of processed capture, at the processing rate.
     capture_out: Vec<i16>,
-    /// Below the hub's rate: the processed capture back to 48 kHz, and a frame of it.
-    up: Option<(Resampler, Vec<i16>)>,
+    /// Below the hub's rate: the conversions around sonora.
+    conversion: Option<Conversion>,
     /// Output of one render block: sonora hands the reference back unchanged; discarded.
     render_out: Vec<i16>,
     /// Blocks sonora refused (wrong size) or frames not of the hub's length, left as they
@@ -103,30 +115,34 @@ impl AudioProcessor {
             }),
             ..Config::default()
         };
-        let hub = StreamConfig::new(HUB_RATE, 1);
-        let processed = StreamConfig::new(rate.hz(), 1);
-        let mut apm = AudioProcessing::builder()
+        let format = StreamConfig::new(rate.hz(), 1);
+        let apm = AudioProcessing::builder()
             .config(config)
-            .capture_config(hub)
-            .render_config(hub)
+            .capture_config(format)
+            .render_config(format)
             .build();
-        let up = (rate != ProcessingRate::Full).then(|| {
-            // sonora processes at the lower of the capture's input and output rates, and the
-            // render reference at the capture's processing rate.
-            apm.initialize(hub, processed, hub, hub);
-            // A frame's processed capture at a time (one conversion call per frame, not 20).
-            let up = Resampler::new(rate.hz(), HUB_RATE)
-                .expect("16 and 48 kHz are within the resampler's range");
-            (up, Vec::with_capacity(FRAME_SAMPLES))
+        let low_frame = FRAME_SAMPLES * rate.hz() as usize / HUB_RATE as usize;
+        let conversion = (rate != ProcessingRate::Full).then(|| {
+            // A frame at a time each way (one conversion call per frame, not 20). The capture
+            // and the reference go through the same filter: the same delay (see the module).
+            let resampler = |from, to| {
+                Resampler::new(from, to).expect("16 and 48 kHz are within the resampler's range")
+            };
+            Conversion {
+                capture_down: resampler(HUB_RATE, rate.hz()),
+                render_down: resampler(HUB_RATE, rate.hz()),
+                up: resampler(rate.hz(), HUB_RATE),
+                low: Vec::with_capacity(low_frame),
+                high: Vec::with_capacity(FRAME_SAMPLES),
+            }
         });
         AudioProcessor {
             apm,
             rate,
-            hub,
-            processed,
-            capture_out: vec![0; FRAME_SAMPLES * rate.hz() as usize / HUB_RATE as usize],
-            up,
-            render_out: vec![0; HUB_BLOCK],
+            format,
+            capture_out: vec![0; low_frame],
+            conversion,
+            render_out: vec![0; low_frame / (FRAME_SAMPLES / HUB_BLOCK)],
             errors: 0,
         }
     }
@@ -153,7 +169,20 @@ impl AudioProcessor {
     /// The far-end frame going to the speaker: what the microphone may pick up as echo.
     pub fn process_render(&mut self, frame: &[i16]) {
         debug_assert_eq!(frame.len(), FRAME_SAMPLES);
-        for block in frame.chunks_exact(HUB_BLOCK) {
+        let frame = match self.conversion.as_mut() {
+            None => frame,
+            Some(c) => {
+                c.low.clear();
+                c.render_down.process(frame, &mut c.low);
+                &c.low[..]
+            }
+        };
+        // A whole-ratio conversion of whole milliseconds: always a frame.
+        if frame.len() != self.capture_out.len() {
+            self.errors += 1;
+            return;
+        }
+        for block in frame.chunks_exact(self.render_out.len()) {
             if self
                 .apm
                 .process_render_i16(block, &mut self.render_out)
@@ -171,32 +200,39 @@ impl AudioProcessor {
             self.errors += 1;
             return;
         }
-        let out_block = self.capture_out.len() / (FRAME_SAMPLES / HUB_BLOCK);
-        let blocks = frame
-            .chunks_exact(HUB_BLOCK)
-            .zip(self.capture_out.chunks_exact_mut(out_block));
+        let input = match self.conversion.as_mut() {
+            None => &frame[..],
+            Some(c) => {
+                c.low.clear();
+                c.capture_down.process(frame, &mut c.low);
+                &c.low[..]
+            }
+        };
+        if input.len() != self.capture_out.len() {
+            self.errors += 1;
+            return;
+        }
+        let block = self.render_out.len();
+        let blocks = input
+            .chunks_exact(block)
+            .zip(self.capture_out.chunks_exact_mut(block));
         for (block, out) in blocks {
             let processed =
                 self.apm
-                    .process_capture_i16_with_config(block, &self.hub, &self.processed, out);
+                    .process_capture_i16_with_config(block, &self.format, &self.format, out);
             if processed.is_err() {
                 self.errors += 1;
-                // At the hub's rate the block goes on as it was; below, it is lost.
-                if out.len() == block.len() {
-                    out.copy_from_slice(block);
-                } else {
-                    out.fill(0);
-                }
+                // The block goes on as it was.
+                out.copy_from_slice(block);
             }
         }
-        match self.up.as_mut() {
+        match self.conversion.as_mut() {
             None => frame.copy_from_slice(&self.capture_out),
-            Some((up, high)) => {
-                high.clear();
-                up.process(&self.capture_out, high);
-                // A whole-ratio conversion of whole milliseconds: always a frame.
-                if high.len() == frame.len() {
-                    frame.copy_from_slice(high);
+            Some(c) => {
+                c.high.clear();
+                c.up.process(&self.capture_out, &mut c.high);
+                if c.high.len() == frame.len() {
+                    frame.copy_from_slice(&c.high);
                 } else {
                     self.errors += 1;
                 }
@@ -410,7 +446,12 @@ mod tests {
         frames: usize,
     ) -> Vec<f64> {
         let mut apm = AudioProcessor::new(rate);
-        let capacities = |a: &AudioProcessor| a.up.as_ref().map(|u| (u.1.as_ptr(), u.1.capacity()));
+        let capacities = |a: &AudioProcessor| {
+            a.conversion.as_ref().map(|c| {
+                let v = |v: &Vec<i16>| (v.as_ptr(), v.capacity());
+                (v(&c.low), v(&c.high))
+            })
+        };
         let built = capacities(&apm);
         let mut mic = vec![0i16; FRAME_SAMPLES];
         let silence = vec![0i16; FRAME_SAMPLES];
