@@ -6,12 +6,12 @@
 
 use super::media::engine::{MediaEngine, Rtcp};
 use super::media::stream::MediaParams;
+use super::media_clock::MediaClock;
 use super::media_socket::MediaSocket;
 use crate::api::{CallId, CallLevel, Event};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-use tokio::time::{Interval, MissedTickBehavior};
 
 /// The media clock's period: one hub frame.
 pub const FRAME: Duration = Duration::from_millis(20);
@@ -35,27 +35,24 @@ pub struct MediaNet {
     sockets: HashMap<CallId, CallSocket>,
     /// One buffer for every datagram read.
     buf: Box<[u8; DATAGRAM_MAX]>,
-    pub clock: Interval,
+    /// Runs while the engine has media work ([`Self::sync_clock`]).
+    pub clock: MediaClock,
 }
 
 impl MediaNet {
     pub fn new(engine: MediaEngine, bind_ip: IpAddr) -> MediaNet {
-        let mut clock = tokio::time::interval(FRAME);
-        // A late tick is made up at once: every frame is captured and sent.
-        clock.set_missed_tick_behavior(MissedTickBehavior::Burst);
         MediaNet {
             engine,
             bind_ip,
             sockets: HashMap::new(),
             buf: Box::new([0; DATAGRAM_MAX]),
-            clock,
+            clock: MediaClock::new(FRAME),
         }
     }
 
     /// Starts or updates a call's media; an error is a message for the user (the call itself goes
     /// on).
     pub fn set_call(&mut self, call: CallId, params: MediaParams) -> Result<(), String> {
-        let was_active = self.engine.active();
         if !self.sockets.contains_key(&call) {
             let addr = SocketAddr::new(self.bind_ip, params.local_port);
             let socket = MediaSocket::bind(addr)
@@ -74,38 +71,34 @@ impl MediaNet {
             self.stop_call(call);
             return Err(format!("call {call}: no media: {why}"));
         }
-        if !was_active {
-            // Start the clock afresh: the first frame goes out now (media on the first packet after
-            // the answer), and no burst of ticks missed while idle.
-            self.clock.reset_immediately();
-        }
         self.engine.sync_devices();
         Ok(())
     }
 
     /// Ringback / ring tone on or off; the media clock runs while one sounds.
     pub fn set_alerts(&mut self, ringback: bool, ring: bool) {
-        self.waking(|e| e.set_alerts(ringback, ring));
+        self.engine.set_alerts(ringback, ring);
+        self.engine.sync_devices();
     }
 
     /// Input meter with no call on or off; the media clock runs while it is on.
     pub fn set_monitor(&mut self, on: bool) {
-        self.waking(|e| e.set_monitor(on));
+        self.engine.set_monitor(on);
+        self.engine.sync_devices();
     }
 
     /// The one-second test tone, on the call output or the ring device.
     pub fn play_test_tone(&mut self, ring: bool) {
-        self.waking(|e| e.play_test_tone(ring));
+        self.engine.play_test_tone(ring);
+        self.engine.sync_devices();
     }
 
-    /// Applies `change`; a clock that was idle and has work now starts afresh at once.
-    fn waking(&mut self, change: impl FnOnce(&mut MediaEngine)) {
-        let was_active = self.engine.active();
-        change(&mut self.engine);
-        if !was_active && self.engine.active() {
-            self.clock.reset_immediately();
-        }
-        self.engine.sync_devices();
+    /// Runs the media clock while the engine has work (a call with media, an alert, the input
+    /// meter, a test tone), stops it otherwise. A clock that starts ticks at once — the first
+    /// frame goes out now (media on the first packet after the answer) — with no burst of the
+    /// ticks missed while it was stopped.
+    pub fn sync_clock(&mut self) {
+        self.clock.set_running(self.engine.active());
     }
 
     pub fn stop_call(&mut self, call: CallId) {

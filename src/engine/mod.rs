@@ -4,6 +4,7 @@
 
 pub mod device_watch;
 pub mod media;
+pub mod media_clock;
 pub mod media_net;
 pub mod media_socket;
 pub mod net;

@@ -76,6 +76,7 @@ pub async fn run(
         }
         watch.ensure_running(&media.engine);
         watch.dispatch(&mut media.engine);
+        media.sync_clock();
         let deadline = ua
             .next_deadline()
             .map(tokio::time::Instant::from_std)

@@ -1,0 +1,261 @@
+//! The media clock: one tick per hub frame (20 ms) while the engine has media work, nothing
+//! otherwise.
+//!
+//! On Linux a timerfd: the kernel wakes the engine on each tick and nothing else.
+//! `tokio::time::interval` cost more wake-ups than ticks: tokio's timer wheel has 1 ms slots for
+//! the next 64 ms only, and a tick due beyond the current 64 ms span sits a level up until the
+//! runtime wakes at that span's start to move it down — about 16 extra wake-ups a second at
+//! 20 ms periods (66 instead of 50 in a call, each a few tens of µs on a virtual machine). A tick
+//! the engine was late for is counted by the kernel and made up at once, as tokio's
+//! `MissedTickBehavior::Burst` did (up to a second's worth: what the capture ring holds).
+//! Elsewhere, tokio's interval.
+
+#[cfg(not(target_os = "linux"))]
+use std::time::Duration;
+
+/// Ticks made up at most after a stall: a second of frames.
+const MAX_BURST: u64 = 50;
+
+#[cfg(target_os = "linux")]
+pub use linux::MediaClock;
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use super::MAX_BURST;
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::time::Duration;
+    use tokio::io::Interest;
+    use tokio::io::unix::AsyncFd;
+
+    pub struct MediaClock {
+        /// The timer; `None` if the kernel would not make one (then `tokio::time::sleep`).
+        fd: Option<AsyncFd<OwnedFd>>,
+        period: Duration,
+        running: bool,
+        /// Expirations the kernel counted that [`Self::tick`] has not returned yet.
+        owed: u64,
+    }
+
+    impl MediaClock {
+        /// A stopped clock ticking every `period` once running.
+        pub fn new(period: Duration) -> MediaClock {
+            let fd = timerfd().and_then(|fd| {
+                // SAFETY: the AsyncFd owns the OwnedFd, which keeps the descriptor open and
+                // returns the same one from as_raw_fd for as long as it lives.
+                unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+                    .map_err(|e| e.into_parts().1)
+            });
+            let fd = fd
+                .inspect_err(|e| {
+                    tracing::warn!("no timerfd for the media clock ({e}): timed sleeps")
+                })
+                .ok();
+            MediaClock {
+                fd,
+                period,
+                running: false,
+                owed: 0,
+            }
+        }
+
+        /// Starts the clock (first tick at once, then every period) or stops it; nothing if
+        /// it already runs or is stopped.
+        pub fn set_running(&mut self, on: bool) {
+            if on == self.running {
+                return;
+            }
+            self.running = on;
+            self.owed = 0;
+            if let Some(fd) = &self.fd {
+                // 1 ns: at once (0 would disarm). Arming or disarming clears the count.
+                let first = if on {
+                    Duration::from_nanos(1)
+                } else {
+                    Duration::ZERO
+                };
+                let every = if on { self.period } else { Duration::ZERO };
+                if let Err(e) = arm(fd.get_ref(), first, every) {
+                    tracing::warn!("media clock: {e}");
+                }
+            }
+        }
+
+        /// Waits for the next tick. Cancel-safe: a tick is taken only when it is returned. Only
+        /// for a running clock (a stopped one never ticks).
+        pub async fn tick(&mut self) {
+            if self.owed > 0 {
+                self.owed -= 1;
+                return;
+            }
+            let Some(fd) = &self.fd else {
+                return tokio::time::sleep(self.period).await;
+            };
+            loop {
+                let mut guard = match fd.readable().await {
+                    Ok(g) => g,
+                    Err(e) => {
+                        tracing::warn!("media clock: {e}");
+                        return tokio::time::sleep(self.period).await;
+                    }
+                };
+                match guard.try_io(|fd| read_count(fd.get_ref())) {
+                    Ok(Ok(n)) => {
+                        self.owed = n.saturating_sub(1).min(MAX_BURST);
+                        return;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!("media clock: {e}");
+                        return tokio::time::sleep(self.period).await;
+                    }
+                    // Not due yet (readiness was stale): wait again.
+                    Err(_) => continue,
+                }
+            }
+        }
+    }
+
+    fn timerfd() -> io::Result<OwnedFd> {
+        // SAFETY: a plain system call with constant arguments; it returns a new descriptor or -1.
+        let raw = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a descriptor just made, owned by nothing else.
+        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    }
+
+    fn timespec(d: Duration) -> libc::timespec {
+        libc::timespec {
+            tv_sec: d.as_secs() as libc::time_t,
+            tv_nsec: d.subsec_nanos() as libc::c_long,
+        }
+    }
+
+    fn arm(fd: &OwnedFd, first: Duration, every: Duration) -> io::Result<()> {
+        let spec = libc::itimerspec {
+            it_interval: timespec(every),
+            it_value: timespec(first),
+        };
+        // SAFETY: `fd` is an open timerfd; `spec` lives across the call; the old value is not
+        // asked for (null).
+        let r = unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The expirations since the last read; `WouldBlock` when there are none.
+    fn read_count(fd: &OwnedFd) -> io::Result<u64> {
+        let mut count = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into an 8-byte buffer that lives across the call.
+        let n = unsafe { libc::read(fd.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
+        match n {
+            8 => Ok(u64::from_ne_bytes(count)),
+            n if n < 0 => Err(io::Error::last_os_error()),
+            n => Err(io::Error::other(format!("timerfd read {n} bytes"))),
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub struct MediaClock {
+    interval: tokio::time::Interval,
+    running: bool,
+}
+
+#[cfg(not(target_os = "linux"))]
+impl MediaClock {
+    pub fn new(period: Duration) -> MediaClock {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        MediaClock {
+            interval,
+            running: false,
+        }
+    }
+
+    pub fn set_running(&mut self, on: bool) {
+        if on && !self.running {
+            self.interval.reset_immediately();
+        }
+        self.running = on;
+    }
+
+    pub async fn tick(&mut self) {
+        self.interval.tick().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    const PERIOD: Duration = Duration::from_millis(20);
+
+    #[tokio::test]
+    async fn a_started_clock_ticks_at_once_then_every_period() {
+        let mut clock = MediaClock::new(PERIOD);
+        clock.set_running(true);
+        let start = Instant::now();
+        clock.tick().await;
+        assert!(
+            start.elapsed() < PERIOD,
+            "first tick after {:?}",
+            start.elapsed()
+        );
+        for _ in 0..5 {
+            clock.tick().await;
+        }
+        let took = start.elapsed();
+        assert!(took >= PERIOD * 5, "six ticks in {took:?}");
+        assert!(
+            took < PERIOD * 5 + Duration::from_millis(500),
+            "six ticks in {took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn ticks_missed_while_busy_are_made_up_at_once() {
+        let mut clock = MediaClock::new(PERIOD);
+        clock.set_running(true);
+        clock.tick().await;
+        // Busy for five periods (blocking the thread, as a stalled engine would).
+        std::thread::sleep(PERIOD * 5 + PERIOD / 2);
+        let start = Instant::now();
+        for _ in 0..5 {
+            clock.tick().await;
+        }
+        assert!(
+            start.elapsed() < PERIOD / 2,
+            "made up in {:?}",
+            start.elapsed()
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_stopped_clock_does_not_tick_and_restarts_afresh() {
+        let mut clock = MediaClock::new(PERIOD);
+        clock.set_running(true);
+        clock.tick().await;
+        clock.set_running(false);
+        let quiet = tokio::time::timeout(PERIOD * 3, clock.tick()).await;
+        assert!(quiet.is_err(), "a stopped clock ticked");
+        // Stopped for a while: no burst of old ticks, the first comes at once, the next a
+        // period later.
+        clock.set_running(true);
+        let start = Instant::now();
+        clock.tick().await;
+        assert!(start.elapsed() < PERIOD / 2);
+        clock.tick().await;
+        assert!(start.elapsed() >= PERIOD - Duration::from_millis(1));
+    }
+}
