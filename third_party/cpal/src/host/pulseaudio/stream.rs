@@ -127,6 +127,11 @@ impl LatencyClock {
             .bytes_to_duration(self.bytes.load(Ordering::Relaxed).saturating_sub(then) as usize)
             .as_micros() as u64;
         let passed = now_us.saturating_sub(at);
+        if passed >= 2 * LATENCY_MAX_INTERVAL.as_micros() as u64 {
+            // Far older than callbacks let a poll get: the stream was corked in between. The
+            // last figure as it was until the poll its resuming asked for comes back.
+            return (polled, true);
+        }
         let latency = if playback {
             (polled + moved).saturating_sub(passed)
         } else {
