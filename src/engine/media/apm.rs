@@ -57,6 +57,11 @@ impl ProcessingRate {
         }
     }
 
+    /// Samples in a 10 ms block at this rate, what sonora takes at a time.
+    fn block(self) -> usize {
+        self.hz() as usize / 100
+    }
+
     /// The cheapest rate that keeps all the audio a codec sampling at `audio_rate` Hz carries.
     pub fn for_codec(audio_rate: u32) -> ProcessingRate {
         if audio_rate > ProcessingRate::Wideband.hz() {
@@ -142,7 +147,7 @@ impl AudioProcessor {
             format,
             capture_out: vec![0; low_frame],
             conversion,
-            render_out: vec![0; low_frame / (FRAME_SAMPLES / HUB_BLOCK)],
+            render_out: vec![0; rate.block()],
             errors: 0,
         }
     }
@@ -171,18 +176,14 @@ impl AudioProcessor {
         debug_assert_eq!(frame.len(), FRAME_SAMPLES);
         let frame = match self.conversion.as_mut() {
             None => frame,
-            Some(c) => {
-                c.low.clear();
-                c.render_down.process(frame, &mut c.low);
-                &c.low[..]
-            }
+            Some(c) => convert(&mut c.render_down, frame, &mut c.low),
         };
         // A whole-ratio conversion of whole milliseconds: always a frame.
         if frame.len() != self.capture_out.len() {
             self.errors += 1;
             return;
         }
-        for block in frame.chunks_exact(self.render_out.len()) {
+        for block in frame.chunks_exact(self.rate.block()) {
             if self
                 .apm
                 .process_render_i16(block, &mut self.render_out)
@@ -202,17 +203,13 @@ impl AudioProcessor {
         }
         let input = match self.conversion.as_mut() {
             None => &frame[..],
-            Some(c) => {
-                c.low.clear();
-                c.capture_down.process(frame, &mut c.low);
-                &c.low[..]
-            }
+            Some(c) => convert(&mut c.capture_down, frame, &mut c.low),
         };
         if input.len() != self.capture_out.len() {
             self.errors += 1;
             return;
         }
-        let block = self.render_out.len();
+        let block = self.rate.block();
         let blocks = input
             .chunks_exact(block)
             .zip(self.capture_out.chunks_exact_mut(block));
@@ -229,16 +226,23 @@ impl AudioProcessor {
         match self.conversion.as_mut() {
             None => frame.copy_from_slice(&self.capture_out),
             Some(c) => {
-                c.high.clear();
-                c.up.process(&self.capture_out, &mut c.high);
-                if c.high.len() == frame.len() {
-                    frame.copy_from_slice(&c.high);
+                let high = convert(&mut c.up, &self.capture_out, &mut c.high);
+                if high.len() == frame.len() {
+                    frame.copy_from_slice(high);
                 } else {
                     self.errors += 1;
                 }
             }
         }
     }
+}
+
+/// `input` converted by `by` into `out` (emptied first): a frame's worth, with the buffers made
+/// when the processor was built.
+fn convert<'a>(by: &mut Resampler, input: &[i16], out: &'a mut Vec<i16>) -> &'a [i16] {
+    out.clear();
+    by.process(input, out);
+    out
 }
 
 const _: () = assert!(FRAME_SAMPLES.is_multiple_of(HUB_BLOCK));
