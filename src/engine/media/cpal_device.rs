@@ -93,28 +93,37 @@ fn devices(host: &cpal::Host, dir: Direction) -> Vec<cpal::Device> {
     })
 }
 
-/// Runs `open` on the connection the open devices share, made if none is open; returns the
-/// connection with what `open` made, to be kept as long as that is (the connection closes when
-/// the last device on it does). An open that fails on a shared connection is tried once more on
-/// a new one, which is shared from then on: the old one may have died with its server (a
-/// restarted sound server); a genuine failure (no such device) fails again.
+/// Runs `open` on the connection the open devices share, made if none is open: the stream it
+/// opens keeps the connection (which closes when the last stream on it does). An open that fails
+/// on a shared connection is tried once more on a new one, which is shared from then on: the old
+/// one may have died with its server (a restarted sound server); a genuine failure (no such
+/// device) fails again.
 fn with_host<T>(
-    mut open: impl FnMut(&cpal::Host) -> Result<T, DeviceError>,
-) -> Result<(T, Arc<cpal::Host>), DeviceError> {
+    mut open: impl FnMut(&cpal::Host) -> Result<(cpal::Stream, T), DeviceError>,
+) -> Result<(Live, T), DeviceError> {
     static SHARED: Mutex<Weak<cpal::Host>> = Mutex::new(Weak::new());
+    let live = |(stream, t), connection| {
+        (
+            Live {
+                stream,
+                _connection: connection,
+            },
+            t,
+        )
+    };
     let shared = SHARED
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .upgrade();
     if let Some(h) = shared {
         match open(&h) {
-            Ok(t) => return Ok((t, h)),
+            Ok(opened) => return Ok(live(opened, h)),
             Err(e) => tracing::debug!("{e}: trying again on a new sound server connection"),
         }
     }
     let fresh = Arc::new(host());
     *SHARED.lock().unwrap_or_else(PoisonError::into_inner) = Arc::downgrade(&fresh);
-    Ok((open(&fresh)?, fresh))
+    Ok(live(open(&fresh)?, fresh))
 }
 
 /// The input and output devices of the preferred host, as `id (description)`, for settings UIs
@@ -285,7 +294,6 @@ impl Shared {
     }
 }
 
-/// What the stream thread reports once the stream plays.
 /// A playing stream and the connection it was opened on (kept open while the stream lives;
 /// dropped after it).
 struct Live {
@@ -293,20 +301,7 @@ struct Live {
     _connection: Arc<cpal::Host>,
 }
 
-impl Live {
-    fn new<R>(
-        ((stream, opened), connection): ((cpal::Stream, Opened<R>), Arc<cpal::Host>),
-    ) -> (Live, Opened<R>) {
-        (
-            Live {
-                stream,
-                _connection: connection,
-            },
-            opened,
-        )
-    }
-}
-
+/// What the stream thread reports once the stream plays.
 struct Opened<R> {
     ring: R,
     rate: u32,
@@ -532,7 +527,6 @@ impl CpalSource {
                     },
                 ))
             })
-            .map(Live::new)
         })?;
         let up = Resampler::streaming(opened.rate, HUB_RATE).map_err(|e| DeviceError::Audio {
             what: what.clone(),
@@ -713,7 +707,6 @@ impl CpalSink {
                     },
                 ))
             })
-            .map(Live::new)
         })?;
         let down = Resampler::streaming(HUB_RATE, opened.rate).map_err(|e| DeviceError::Audio {
             what: what.clone(),
