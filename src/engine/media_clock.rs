@@ -8,114 +8,121 @@
 //! 20 ms periods (66 instead of 50 in a call, each a few tens of µs on a virtual machine). A tick
 //! the engine was late for is counted by the kernel and made up at once, as tokio's
 //! `MissedTickBehavior::Burst` did (up to a second's worth: what the capture ring holds).
-//! Elsewhere, tokio's interval.
+//! Elsewhere, or if the timerfd fails, tokio's interval with that behaviour.
 
-#[cfg(not(target_os = "linux"))]
 use std::time::Duration;
+use tokio::time::{Interval, MissedTickBehavior};
 
 /// Ticks made up at most after a stall: a second of frames.
+#[cfg(target_os = "linux")]
 const MAX_BURST: u64 = 50;
 
-#[cfg(target_os = "linux")]
-pub use linux::MediaClock;
+pub struct MediaClock {
+    timer: Timer,
+    period: Duration,
+    running: bool,
+    /// Expirations the kernel counted that [`Self::tick`] has not returned yet.
+    owed: u64,
+}
+
+enum Timer {
+    #[cfg(target_os = "linux")]
+    Fd(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>),
+    /// Elsewhere, or where the kernel would not make, set or read a timerfd.
+    Interval(Interval),
+}
+
+impl MediaClock {
+    /// A stopped clock ticking every `period` once running.
+    pub fn new(period: Duration) -> MediaClock {
+        #[cfg(target_os = "linux")]
+        let timer = match timerfd::new() {
+            Ok(fd) => Timer::Fd(fd),
+            Err(e) => {
+                tracing::warn!("media clock: no timerfd ({e}): tokio's timer instead");
+                Timer::Interval(interval(period))
+            }
+        };
+        #[cfg(not(target_os = "linux"))]
+        let timer = Timer::Interval(interval(period));
+        MediaClock {
+            timer,
+            period,
+            running: false,
+            owed: 0,
+        }
+    }
+
+    /// Starts the clock (first tick at once, then every period) or stops it; nothing if it
+    /// already runs or is stopped.
+    pub fn set_running(&mut self, on: bool) {
+        if on == self.running {
+            return;
+        }
+        self.running = on;
+        self.owed = 0;
+        match &mut self.timer {
+            #[cfg(target_os = "linux")]
+            Timer::Fd(fd) => {
+                if let Err(e) = timerfd::arm(fd.get_ref(), on.then_some(self.period)) {
+                    // A new interval: its first tick comes at once.
+                    self.fall_back(&e);
+                }
+            }
+            // A stopped interval is not polled (the engine's loop asks for ticks only while
+            // there is media work), so it costs nothing.
+            Timer::Interval(i) if on => i.reset_immediately(),
+            Timer::Interval(_) => {}
+        }
+    }
+
+    /// Waits for the next tick. Cancel-safe: a tick is taken only when it is returned. Only for
+    /// a running clock (a stopped timerfd never ticks).
+    pub async fn tick(&mut self) {
+        if self.owed > 0 {
+            self.owed -= 1;
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        if let Timer::Fd(fd) = &self.timer {
+            match timerfd::expirations(fd).await {
+                Ok(n) => {
+                    self.owed = n.saturating_sub(1).min(MAX_BURST);
+                    return;
+                }
+                Err(e) => self.fall_back(&e),
+            }
+        }
+        if let Timer::Interval(i) = &mut self.timer {
+            i.tick().await;
+        }
+    }
+
+    /// A timerfd that failed: tokio's timer from now on, its first tick at once.
+    #[cfg(target_os = "linux")]
+    fn fall_back(&mut self, e: &std::io::Error) {
+        tracing::warn!("media clock: timerfd failed ({e}): tokio's timer instead");
+        self.timer = Timer::Interval(interval(self.period));
+    }
+}
+
+/// tokio's interval with the timerfd's behaviour: a late tick is made up at once.
+fn interval(period: Duration) -> Interval {
+    let mut i = tokio::time::interval(period);
+    i.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    i
+}
 
 #[cfg(target_os = "linux")]
-mod linux {
-    use super::MAX_BURST;
+mod timerfd {
     use std::io;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::time::Duration;
     use tokio::io::Interest;
     use tokio::io::unix::AsyncFd;
 
-    pub struct MediaClock {
-        /// The timer; `None` if the kernel would not make one (then `tokio::time::sleep`).
-        fd: Option<AsyncFd<OwnedFd>>,
-        period: Duration,
-        running: bool,
-        /// Expirations the kernel counted that [`Self::tick`] has not returned yet.
-        owed: u64,
-    }
-
-    impl MediaClock {
-        /// A stopped clock ticking every `period` once running.
-        pub fn new(period: Duration) -> MediaClock {
-            let fd = timerfd().and_then(|fd| {
-                // SAFETY: the AsyncFd owns the OwnedFd, which keeps the descriptor open and
-                // returns the same one from as_raw_fd for as long as it lives.
-                unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
-                    .map_err(|e| e.into_parts().1)
-            });
-            let fd = fd
-                .inspect_err(|e| {
-                    tracing::warn!("no timerfd for the media clock ({e}): timed sleeps")
-                })
-                .ok();
-            MediaClock {
-                fd,
-                period,
-                running: false,
-                owed: 0,
-            }
-        }
-
-        /// Starts the clock (first tick at once, then every period) or stops it; nothing if
-        /// it already runs or is stopped.
-        pub fn set_running(&mut self, on: bool) {
-            if on == self.running {
-                return;
-            }
-            self.running = on;
-            self.owed = 0;
-            if let Some(fd) = &self.fd {
-                // 1 ns: at once (0 would disarm). Arming or disarming clears the count.
-                let first = if on {
-                    Duration::from_nanos(1)
-                } else {
-                    Duration::ZERO
-                };
-                let every = if on { self.period } else { Duration::ZERO };
-                if let Err(e) = arm(fd.get_ref(), first, every) {
-                    tracing::warn!("media clock: {e}");
-                }
-            }
-        }
-
-        /// Waits for the next tick. Cancel-safe: a tick is taken only when it is returned. Only
-        /// for a running clock (a stopped one never ticks).
-        pub async fn tick(&mut self) {
-            if self.owed > 0 {
-                self.owed -= 1;
-                return;
-            }
-            let Some(fd) = &self.fd else {
-                return tokio::time::sleep(self.period).await;
-            };
-            loop {
-                let mut guard = match fd.readable().await {
-                    Ok(g) => g,
-                    Err(e) => {
-                        tracing::warn!("media clock: {e}");
-                        return tokio::time::sleep(self.period).await;
-                    }
-                };
-                match guard.try_io(|fd| read_count(fd.get_ref())) {
-                    Ok(Ok(n)) => {
-                        self.owed = n.saturating_sub(1).min(MAX_BURST);
-                        return;
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!("media clock: {e}");
-                        return tokio::time::sleep(self.period).await;
-                    }
-                    // Not due yet (readiness was stale): wait again.
-                    Err(_) => continue,
-                }
-            }
-        }
-    }
-
-    fn timerfd() -> io::Result<OwnedFd> {
+    /// A disarmed timerfd on the monotonic clock, registered with the runtime.
+    pub fn new() -> io::Result<AsyncFd<OwnedFd>> {
         // SAFETY: a plain system call with constant arguments; it returns a new descriptor or -1.
         let raw = unsafe {
             libc::timerfd_create(
@@ -127,7 +134,11 @@ mod linux {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `raw` is a descriptor just made, owned by nothing else.
-        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: the AsyncFd owns the OwnedFd, which keeps the descriptor open and returns the
+        // same one from as_raw_fd for as long as it lives.
+        unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)
     }
 
     fn timespec(d: Duration) -> libc::timespec {
@@ -137,10 +148,13 @@ mod linux {
         }
     }
 
-    fn arm(fd: &OwnedFd, first: Duration, every: Duration) -> io::Result<()> {
+    /// Arms the timer to expire at once, then every `period`; disarms it with `None`. Either
+    /// clears the count of expirations.
+    pub fn arm(fd: &OwnedFd, period: Option<Duration>) -> io::Result<()> {
         let spec = libc::itimerspec {
-            it_interval: timespec(every),
-            it_value: timespec(first),
+            it_interval: timespec(period.unwrap_or_default()),
+            // 1 ns: at once (0 would disarm).
+            it_value: timespec(period.map_or(Duration::ZERO, |_| Duration::from_nanos(1))),
         };
         // SAFETY: `fd` is an open timerfd; `spec` lives across the call; the old value is not
         // asked for (null).
@@ -149,6 +163,18 @@ mod linux {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+
+    /// Waits until the timer has expired; how many times since the last call.
+    pub async fn expirations(fd: &AsyncFd<OwnedFd>) -> io::Result<u64> {
+        loop {
+            let mut guard = fd.readable().await?;
+            match guard.try_io(|fd| read_count(fd.get_ref())) {
+                Ok(r) => return r,
+                // Not due yet (readiness was stale): wait again.
+                Err(_would_block) => continue,
+            }
+        }
     }
 
     /// The expirations since the last read; `WouldBlock` when there are none.
@@ -164,39 +190,10 @@ mod linux {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-pub struct MediaClock {
-    interval: tokio::time::Interval,
-    running: bool,
-}
-
-#[cfg(not(target_os = "linux"))]
-impl MediaClock {
-    pub fn new(period: Duration) -> MediaClock {
-        let mut interval = tokio::time::interval(period);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        MediaClock {
-            interval,
-            running: false,
-        }
-    }
-
-    pub fn set_running(&mut self, on: bool) {
-        if on && !self.running {
-            self.interval.reset_immediately();
-        }
-        self.running = on;
-    }
-
-    pub async fn tick(&mut self) {
-        self.interval.tick().await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     const PERIOD: Duration = Duration::from_millis(20);
 
@@ -237,6 +234,36 @@ mod tests {
             start.elapsed() < PERIOD / 2,
             "made up in {:?}",
             start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn tokios_timer_in_place_of_a_timerfd_ticks_the_same_way() {
+        let mut clock = MediaClock {
+            timer: Timer::Interval(interval(PERIOD)),
+            period: PERIOD,
+            running: false,
+            owed: 0,
+        };
+        clock.set_running(true);
+        let start = Instant::now();
+        clock.tick().await;
+        assert!(
+            start.elapsed() < PERIOD / 2,
+            "first tick after {:?}",
+            start.elapsed()
+        );
+        clock.tick().await;
+        assert!(start.elapsed() >= PERIOD - Duration::from_millis(1));
+        std::thread::sleep(PERIOD * 5 + PERIOD / 2);
+        let late = Instant::now();
+        for _ in 0..5 {
+            clock.tick().await;
+        }
+        assert!(
+            late.elapsed() < PERIOD / 2,
+            "made up in {:?}",
+            late.elapsed()
         );
     }
 
