@@ -104,8 +104,8 @@ impl LatencyClock {
     }
 
     // The last poll's figures: (latency µs, when µs, bytes then). Never waits: a callback that
-    // meets the latency thread mid-write takes the previous poll's time, which is stale and
-    // makes it ask for a new poll.
+    // meets the latency thread mid-write four times running (its write is three stores) gets
+    // the figures of no poll, as at the stream's start — stale, so it asks for a new poll.
     fn last_poll(&self) -> (u64, u64, u64) {
         for _ in 0..4 {
             let before = self.seq.load(Ordering::Acquire);
