@@ -118,6 +118,79 @@ fn a_tone_played_to_the_default_output_is_captured_from_the_default_input() {
     );
 }
 
+/// The threads of this process named `name`, by thread id.
+fn threads_named(name: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task lists the threads")
+        .filter_map(|t| {
+            let t = t.ok()?;
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            (comm.trim_end() == name).then(|| t.file_name().to_str()?.parse().ok())?
+        })
+        .collect()
+}
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+#[test]
+fn signals_to_the_audio_threads_do_not_end_their_sound_server_connection() {
+    // A handled signal interrupts a blocking wait (epoll_wait is never restarted): the sound
+    // server's reader thread took that for a lost connection, and microphone and speaker fell
+    // silent until re-opened. The app handles SIGINT and SIGTERM, and any thread may get them.
+    let _pulse = Pulse::start();
+    let sink = CpalSink::open(None).expect("the default output opens");
+    let mut source = CpalSource::open(None).expect("the default input opens");
+    // SAFETY: a handler that does nothing, installed without SA_RESTART.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        assert_eq!(
+            libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
+            0
+        );
+    }
+    let audio_threads = threads_named("dialtone-audio");
+    assert!(audio_threads.len() >= 2, "{audio_threads:?}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let player = play_tone(sink, stop.clone());
+    let mut captured = Vec::new();
+    let mut frame = [0i16; FRAME_SAMPLES];
+    let start = Instant::now();
+    let mut signalled = 0;
+    for n in 1..=100u32 {
+        source.read(&mut frame).expect("the source reads");
+        captured.extend_from_slice(&frame);
+        // For a second after the first: each audio thread, every other frame.
+        if (25..75).contains(&n) && n % 2 == 0 {
+            for &tid in &threads_named("dialtone-audio") {
+                // SAFETY: tgkill with this process's id and one of its threads' ids.
+                unsafe {
+                    libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGUSR1);
+                }
+                signalled += 1;
+            }
+        }
+        let next = start + Duration::from_millis(20) * n;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    stop.store(true, Ordering::Relaxed);
+    player.join().unwrap();
+    // The last second: still the tone, played and captured over the same connection.
+    let tail = &captured[captured.len() - HUB_RATE as usize..];
+    let share = share_of_440(tail);
+    println!(
+        "{signalled} signals to {} audio threads; 440 Hz in {:.0}% of the last second's blocks",
+        audio_threads.len(),
+        share * 100.0
+    );
+    assert!(
+        share >= 0.7,
+        "440 Hz in only {:.0}% of the blocks after the signals",
+        share * 100.0
+    );
+}
+
 /// Plugs in a null sink named `name` (a new output, and its monitor a new input) and waits for
 /// the engine to announce the devices by itself; returns them (inputs, outputs).
 fn plug_null_sink(

@@ -366,7 +366,12 @@ impl Reactor {
         let mut events = mio::Events::with_capacity(1024);
 
         loop {
-            self.poll.poll(&mut events, None)?;
+            // Dialtone patch: a signal handled on this thread (a debugger or strace attaching,
+            // one sent to the process) interrupts the wait; that ended the connection.
+            match self.poll.poll(&mut events, None) {
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                result => result?,
+            }
             self.recv()?;
 
             // Handle any requested writes.
@@ -394,6 +399,8 @@ impl Reactor {
                 Ok(0) => return Err(ClientError::Disconnected),
                 Ok(n) => self.read_len += n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                // Dialtone patch: interrupted by a signal, as the wait in `run`.
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(err.into()),
             };
 
@@ -622,6 +629,8 @@ fn drain_buf(buf: &mut Vec<u8>, w: &mut impl io::Write) -> Result<bool, io::Erro
             Ok(0) => return Ok(false),
             Ok(n) => buf.drain(..n),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            // Dialtone patch: interrupted by a signal, as the wait in `run`.
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => return Err(err),
         };
     }
