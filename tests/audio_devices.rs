@@ -54,6 +54,22 @@ fn play_tone(mut sink: CpalSink, stop: Arc<AtomicBool>) -> std::thread::JoinHand
     })
 }
 
+/// Reads `frames` 20 ms frames from `source`, paced by the clock as the hub reads, calling
+/// `after` with each frame's number (from 1) once it is read; returns the samples.
+fn capture_paced(source: &mut CpalSource, frames: u32, mut after: impl FnMut(u32)) -> Vec<i16> {
+    let mut captured = Vec::new();
+    let mut frame = [0i16; FRAME_SAMPLES];
+    let start = Instant::now();
+    for n in 1..=frames {
+        source.read(&mut frame).expect("the source reads");
+        captured.extend_from_slice(&frame);
+        after(n);
+        let next = start + Duration::from_millis(20) * n;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    captured
+}
+
 #[test]
 fn a_tone_played_to_the_default_output_is_captured_from_the_default_input() {
     let _pulse = Pulse::start();
@@ -82,15 +98,7 @@ fn a_tone_played_to_the_default_output_is_captured_from_the_default_input() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let player = play_tone(sink, stop.clone());
-    let mut captured = Vec::new();
-    let mut frame = [0i16; FRAME_SAMPLES];
-    let start = Instant::now();
-    for n in 1..=75u32 {
-        source.read(&mut frame).expect("the source reads");
-        captured.extend_from_slice(&frame);
-        let next = start + Duration::from_millis(20) * n;
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
-    }
+    let captured = capture_paced(&mut source, 75, |_| {});
     // What the echo canceller's delay hint is made of: the device's latency and the ring's.
     let latency = source.latency();
     println!("input latency {latency:?}");
@@ -154,13 +162,8 @@ fn signals_to_the_audio_threads_do_not_end_their_sound_server_connection() {
     assert!(audio_threads.len() >= 2, "{audio_threads:?}");
     let stop = Arc::new(AtomicBool::new(false));
     let player = play_tone(sink, stop.clone());
-    let mut captured = Vec::new();
-    let mut frame = [0i16; FRAME_SAMPLES];
-    let start = Instant::now();
     let mut signalled = 0;
-    for n in 1..=100u32 {
-        source.read(&mut frame).expect("the source reads");
-        captured.extend_from_slice(&frame);
+    let captured = capture_paced(&mut source, 100, |n| {
         // For a second after the first: each audio thread, every other frame.
         if (25..75).contains(&n) && n % 2 == 0 {
             for &tid in &threads_named("dialtone-audio") {
@@ -171,9 +174,7 @@ fn signals_to_the_audio_threads_do_not_end_their_sound_server_connection() {
                 signalled += 1;
             }
         }
-        let next = start + Duration::from_millis(20) * n;
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
-    }
+    });
     stop.store(true, Ordering::Relaxed);
     player.join().unwrap();
     // The last second: still the tone, played and captured over the same connection.
